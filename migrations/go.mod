@@ -1,0 +1,3 @@
+module github.com/heraldpush/herald/migrations
+
+go 1.26.0

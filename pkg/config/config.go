@@ -1,0 +1,43 @@
+// Package config reads a service's settings from command-line flags and HERALD_* environment
+// variables, so every Herald binary is configured the same way.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+)
+
+// EnvPrefix starts the name of every environment variable Herald reads.
+const EnvPrefix = "HERALD_"
+
+// EnvName is the environment variable that sets the flag called name: "redis-addr" → "HERALD_REDIS_ADDR".
+func EnvName(name string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// Parse parses args into fs. A flag not given on the command line takes its value from its environment
+// variable (see EnvName) when that is set and not empty, so flags win over the environment and the
+// environment over defaults. getenv is passed in (os.Getenv in main) so tests need not touch the process
+// environment.
+func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] {
+			return
+		}
+		v := getenv(EnvName(f.Name))
+		if v == "" {
+			return
+		}
+		if setErr := fs.Set(f.Name, v); setErr != nil {
+			err = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, setErr)
+		}
+	})
+	return err
+}

@@ -1,0 +1,79 @@
+// Package mysqldb opens Herald's MySQL database and brings its schema up to date with the embedded
+// migrations.
+package mysqldb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/heraldpush/herald/migrations"
+	"github.com/pressly/goose/v3"
+)
+
+// Open connects to the database named by dsn (go-sql-driver/mysql form). Times are parsed into
+// time.Time in UTC whatever the DSN says, because every table stores UTC.
+func Open(ctx context.Context, dsn string) (*sql.DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mysql dsn: %w", err)
+	}
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["time_zone"] = "'+00:00'"
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mysql connector: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(32)
+	db.SetMaxIdleConns(16)
+	db.SetConnMaxLifetime(5 * time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mysql ping: %w", err)
+	}
+	return db, nil
+}
+
+// Migrate applies every pending migration. Several services may start at once against one database,
+// so the run holds a MySQL named lock: the others wait, then find nothing left to do.
+func Migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('herald_migrate', 60)").Scan(&got); err != nil {
+		return fmt.Errorf("migrate: take lock: %w", err)
+	}
+	if got.Int64 != 1 {
+		return fmt.Errorf("migrate: another migration held the lock for 60s")
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK('herald_migrate')")
+
+	provider, err := goose.NewProvider(goose.DialectMySQL, db, migrations.FS)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	results, err := provider.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, r := range results {
+		logger.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path, "took", r.Duration)
+	}
+	return nil
+}

@@ -1,0 +1,81 @@
+// Package service holds the process-level plumbing every Herald binary shares: its logger and running
+// its HTTP listeners until the context ends, then shutting them down gracefully.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// NewLogger returns a JSON slog logger writing to w at the named level (debug, info, warn, error).
+func NewLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// Listener is one HTTP endpoint of a service.
+type Listener struct {
+	Name    string // for logs: "public", "internal"
+	Addr    string // host:port to listen on
+	Handler http.Handler
+}
+
+// Serve listens on every listener, serves until ctx ends or a listener fails, then shuts all of them
+// down, giving in-flight requests up to shutdownTimeout. It returns nil after a clean shutdown.
+func Serve(ctx context.Context, logger *slog.Logger, shutdownTimeout time.Duration, listeners ...Listener) error {
+	servers := make([]*http.Server, 0, len(listeners))
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners {
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			shutdown(servers, shutdownTimeout)
+			return fmt.Errorf("listen %s %s: %w", l.Name, l.Addr, err)
+		}
+		srv := &http.Server{
+			Handler:           l.Handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+		servers = append(servers, srv)
+		logger.Info("listening", "listener", l.Name, "addr", ln.Addr().String())
+		go func() {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", l.Name, err)
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err = <-errc:
+		logger.Error("listener failed", "err", err)
+	}
+	if shutErr := shutdown(servers, shutdownTimeout); shutErr != nil && err == nil {
+		err = shutErr
+	}
+	return err
+}
+
+func shutdown(servers []*http.Server, timeout time.Duration) error {
+	// A fresh context: the one Serve was given is already done.
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,107 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// KafkaPartitions is the partition count of seeded and auto-created topics.
+const KafkaPartitions = 4
+
+// Kafka is an in-process Kafka-protocol broker (kfake) with one broker on a loopback port. It keeps
+// everything in memory: Restart brings up an empty cluster on the same port with the seeded topics
+// created again, so records, committed offsets and groups are lost.
+type Kafka struct {
+	Brokers []string // one 127.0.0.1:port
+
+	topics []string
+	port   int
+
+	mu      sync.Mutex
+	cluster *kfake.Cluster // nil when stopped
+}
+
+// StartKafka starts the broker with the given topics created. Topics that a client asks to be
+// auto-created are allowed too, as with a real broker's default configuration.
+func StartKafka(ctx context.Context, topics ...string) (*Kafka, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	k := &Kafka{topics: topics}
+	// Port 0 lets the listener pick the port itself, so the first start cannot lose a race for it.
+	c, err := k.newCluster(0)
+	if err != nil {
+		return nil, err
+	}
+	k.cluster = c
+	_, port, _ := net.SplitHostPort(c.ListenAddrs()[0])
+	if k.port, err = strconv.Atoi(port); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("kfake listen address %q: %w", c.ListenAddrs()[0], err)
+	}
+	k.Brokers = []string{loopback(k.port)}
+	return k, nil
+}
+
+func (k *Kafka) newCluster(port int) (*kfake.Cluster, error) {
+	opts := []kfake.Opt{
+		kfake.Ports(port),
+		kfake.DefaultNumPartitions(KafkaPartitions),
+		kfake.AllowAutoTopicCreation(),
+	}
+	if len(k.topics) > 0 {
+		opts = append(opts, kfake.SeedTopics(KafkaPartitions, k.topics...))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start kfake on port %d: %w", port, err)
+	}
+	return c, nil
+}
+
+// Stop closes the listener and every client connection. It may be called more than once.
+func (k *Kafka) Stop() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cluster != nil {
+		k.cluster.Close()
+		k.cluster = nil
+	}
+	return nil
+}
+
+// Restart replaces the cluster with a new, empty one on the same port (see Kafka).
+func (k *Kafka) Restart(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cluster != nil {
+		k.cluster.Close()
+		k.cluster = nil
+	}
+	c, err := k.newCluster(k.port)
+	if err != nil {
+		return err
+	}
+	k.cluster = c
+	return nil
+}
+
+// NewKafka starts a broker with the given topics for the test and stops it when the test ends.
+func NewKafka(t testing.TB, topics ...string) *Kafka {
+	t.Helper()
+	k, err := StartKafka(context.Background(), topics...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k.Stop() })
+	return k
+}

@@ -1,0 +1,354 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// stopAndRestart checks that Stop ends the process and closes the port, that a second Stop is
+// harmless, and that Restart brings the server back.
+func stopAndRestart(t *testing.T, addr string, srv *server, stop func() error, restart func(context.Context) error) {
+	t.Helper()
+	pid := srv.running().pid()
+	if err := stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if alive(pid) {
+		t.Fatalf("process %d still exists after Stop", pid)
+	}
+	assertUnreachable(t, addr)
+	if err := restart(testContext(t)); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if got := srv.running(); got == nil || got.pid() == pid {
+		t.Fatalf("Restart did not start a new process")
+	}
+}
+
+// alive treats a zombie as dead: it has exited, and reaping it is up to its parent (init).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name: "pid (comm) S ...".
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || !strings.HasPrefix(s[i+1:], " Z")
+}
+
+func assertUnreachable(t *testing.T, addr string) {
+	t.Helper()
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s still accepts connections after Stop", addr)
+	}
+}
+
+func TestRedis(t *testing.T) {
+	t.Parallel()
+	r := NewRedis(t)
+	ctx := testContext(t)
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	setGet := func() {
+		t.Helper()
+		if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.Get(ctx, "k").Result(); err != nil || got != "v" {
+			t.Fatalf("GET k = %q, %v", got, err)
+		}
+	}
+	setGet()
+	stopAndRestart(t, r.Addr, &r.srv, r.Stop, r.Restart)
+	if err := c.Get(ctx, "k").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("after Restart GET k: %v, want redis.Nil (no persistence)", err)
+	}
+	setGet()
+}
+
+func TestZooKeeper(t *testing.T) {
+	t.Parallel()
+	z := NewZooKeeper(t)
+	connect := func() *zk.Conn {
+		t.Helper()
+		c, _, err := zk.Connect([]string{z.Addr}, 2*time.Second, zk.WithLogInfo(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := connect()
+	if _, err := c.Create("/herald", []byte("hello"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := c.Get("/herald"); err != nil || string(got) != "hello" {
+		t.Fatalf("get /herald = %q, %v", got, err)
+	}
+	c.Close()
+
+	stopAndRestart(t, z.Addr, &z.srv, z.Stop, z.Restart)
+	c = connect()
+	defer c.Close()
+	if got, _, err := c.Get("/herald"); err != nil || string(got) != "hello" {
+		t.Fatalf("after Restart get /herald = %q, %v (data dir should survive)", got, err)
+	}
+}
+
+func TestMySQL(t *testing.T) {
+	t.Parallel()
+	m := NewMySQL(t)
+	ctx := testContext(t)
+	db, err := sql.Open("mysql", m.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{
+		"CREATE TABLE t (id INT PRIMARY KEY, at DATETIME(3) NOT NULL)",
+		"INSERT INTO t VALUES (1, NOW(3))",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var at time.Time // parseTime=true scans DATETIME into time.Time
+	if err := db.QueryRowContext(ctx, "SELECT at FROM t WHERE id = 1").Scan(&at); err != nil {
+		t.Fatal(err)
+	}
+
+	stopAndRestart(t, m.Addr, &m.srv, m.Stop, m.Restart)
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM t").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("after Restart: %d rows, %v (data dir should survive)", n, err)
+	}
+}
+
+// TestMySQLRootOverTCPRepair covers a data directory whose accounts do not let root in over TCP:
+// the start must add root@127.0.0.1 through the socket.
+func TestMySQLRootOverTCPRepair(t *testing.T) {
+	t.Parallel()
+	m := NewMySQL(t)
+	ctx := testContext(t)
+	db, err := sql.Open("mysql", m.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "DROP USER 'root'@'127.0.0.1'"); err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxIdleConns(0)
+	if err := db.PingContext(ctx); err == nil {
+		t.Fatal("root can still log in over TCP after DROP USER")
+	}
+	if err := m.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		t.Fatalf("after Restart: %v", err)
+	}
+}
+
+func TestKafka(t *testing.T) {
+	t.Parallel()
+	k := NewKafka(t, "events")
+	produceFetch := func() {
+		t.Helper()
+		ctx := testContext(t)
+		c, err := kgo.NewClient(
+			kgo.SeedBrokers(k.Brokers...),
+			kgo.ConsumeTopics("events"),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+
+		req := kmsg.NewPtrMetadataRequest()
+		topic := kmsg.NewMetadataRequestTopic()
+		topic.Topic = kmsg.StringPtr("events")
+		req.Topics = append(req.Topics, topic)
+		resp, err := req.RequestWith(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(resp.Topics[0].Partitions); n != KafkaPartitions {
+			t.Fatalf("topic events has %d partitions, want %d", n, KafkaPartitions)
+		}
+
+		if err := c.ProduceSync(ctx, &kgo.Record{Topic: "events", Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			fs := c.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				t.Fatalf("no record fetched: %v", err)
+			}
+			for _, e := range fs.Errors() {
+				t.Logf("fetch error (retried): %v", e.Err)
+			}
+			if recs := fs.Records(); len(recs) > 0 {
+				if string(recs[0].Value) != "v" {
+					t.Fatalf("fetched %q, want v", recs[0].Value)
+				}
+				return
+			}
+		}
+	}
+	produceFetch()
+
+	if err := k.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertUnreachable(t, k.Brokers[0])
+	if err := k.Restart(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	produceFetch()
+}
+
+func TestStartAllInParallel(t *testing.T) {
+	t.Parallel()
+	var (
+		wg                     sync.WaitGroup
+		r                      *Redis
+		z                      *ZooKeeper
+		m                      *MySQL
+		k                      *Kafka
+		rErr, zErr, mErr, kErr error
+	)
+	ctx := testContext(t)
+	wg.Add(4)
+	go func() { defer wg.Done(); r, rErr = StartRedis(ctx, t.TempDir()) }()
+	go func() { defer wg.Done(); z, zErr = StartZooKeeper(ctx, t.TempDir()) }()
+	go func() { defer wg.Done(); m, mErr = StartMySQL(ctx, t.TempDir()) }()
+	go func() { defer wg.Done(); k, kErr = StartKafka(ctx, "a", "b") }()
+	wg.Wait()
+	for _, s := range []interface{ Stop() error }{r, z, m, k} {
+		t.Cleanup(func() {
+			if s != nil {
+				_ = s.Stop()
+			}
+		})
+	}
+	if err := errors.Join(rErr, zErr, mErr, kErr); err != nil {
+		t.Fatal(err)
+	}
+	addrs := map[string]bool{r.Addr: true, z.Addr: true, m.Addr: true, k.Brokers[0]: true}
+	if len(addrs) != 4 {
+		t.Fatalf("servers share addresses: %v", addrs)
+	}
+	for a := range addrs {
+		c, err := net.DialTimeout("tcp", a, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+func TestMissingError(t *testing.T) {
+	_, err := findProgram("herald-no-such-server", "herald-no-such-package")
+	var missing *MissingError
+	if !errors.As(err, &missing) {
+		t.Fatalf("err = %v, want *MissingError", err)
+	}
+	want := "herald-no-such-server not found: install the Debian package herald-no-such-package (scripts/install-deps.sh)"
+	if err.Error() != want {
+		t.Fatalf("err = %q, want %q", err, want)
+	}
+}
+
+// TestNoOrphansWhenKilled kills a test binary that runs servers without letting it stop them, as
+// a test timeout or Ctrl-C would, and checks the servers die with it.
+func TestNoOrphansWhenKilled(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := testContext(t)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperServersThenHang$")
+	cmd.Env = append(os.Environ(), "TESTENV_HELPER_DIR="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	sc := bufio.NewScanner(out)
+	for len(pids) < 2 && sc.Scan() {
+		if f, ok := strings.CutPrefix(sc.Text(), "PID "); ok {
+			pid, _ := strconv.Atoi(f)
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) < 2 {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("helper did not report its servers: %v", sc.Err())
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range pids {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("server process %d outlived the killed test binary", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// TestHelperServersThenHang is the child of TestNoOrphansWhenKilled.
+func TestHelperServersThenHang(t *testing.T) {
+	dir := os.Getenv("TESTENV_HELPER_DIR")
+	if dir == "" {
+		t.Skip("helper process for TestNoOrphansWhenKilled")
+	}
+	ctx := testContext(t)
+	r, err := StartRedis(ctx, dir+"/redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := StartZooKeeper(ctx, dir+"/zookeeper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("PID %d\nPID %d\n", r.srv.running().pid(), z.srv.running().pid())
+	select {}
+}

@@ -1,0 +1,89 @@
+// Command auth logs devices in and mints their tokens: it checks an account (or a backend's API key),
+// signs a JWT the push-servers verify, and tells the device which push-server to connect to, chosen
+// from the live ones in ZooKeeper by a consistent-hash ring on the uid.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/heraldpush/herald/pkg/account"
+	"github.com/heraldpush/herald/pkg/apikey"
+	"github.com/heraldpush/herald/pkg/discovery"
+	"github.com/heraldpush/herald/pkg/mysqldb"
+	"github.com/heraldpush/herald/pkg/service"
+	"github.com/heraldpush/herald/pkg/token"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "auth:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := parseConfig(args, getenv)
+	if err != nil {
+		return err
+	}
+	logger, err := service.NewLogger(stdout, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	logger = logger.With("service", "auth")
+
+	priv, err := token.LoadPrivateKey(cfg.PrivateKey)
+	if err != nil {
+		return fmt.Errorf("jwt private key: %w", err)
+	}
+	signer := token.NewSigner(priv, cfg.TokenTTL)
+
+	db, err := mysqldb.Open(ctx, cfg.MySQLDSN)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := mysqldb.Migrate(ctx, db, logger); err != nil {
+		return err
+	}
+	accounts, err := account.NewStore(db, cfg.BcryptCost)
+	if err != nil {
+		return err
+	}
+
+	zk, err := discovery.Dial(cfg.ZooKeeper, cfg.ZKSessionTimeout, logger)
+	if err != nil {
+		return err
+	}
+	defer zk.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := newMetrics(reg)
+
+	nodes := newNodePicker(metrics, zk.Check)
+	go zk.Watch(ctx, nodes.update)
+
+	deps := serverDeps{
+		accounts: accounts,
+		keys:     apikey.NewStore(db),
+		signer:   signer,
+		nodes:    nodes,
+		ready:    readyChecks(db, zk),
+		metrics:  metrics,
+	}
+	return service.Serve(ctx, logger, cfg.ShutdownTimeout,
+		service.Listener{Name: "public", Addr: cfg.ListenAddr, Handler: NewServer(logger, cfg, deps)},
+		service.Listener{Name: "internal", Addr: cfg.InternalAddr, Handler: newInternalServer(reg, deps.ready)},
+	)
+}

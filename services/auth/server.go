@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/account"
+	"github.com/heraldpush/herald/pkg/apikey"
+	"github.com/heraldpush/herald/pkg/discovery"
+	"github.com/heraldpush/herald/pkg/health"
+	"github.com/heraldpush/herald/pkg/ratelimit"
+	"github.com/heraldpush/herald/pkg/token"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// serverDeps are what the API handlers need; run builds them from real servers, tests from private ones.
+type serverDeps struct {
+	accounts *account.Store
+	keys     *apikey.Store
+	signer   *token.Signer
+	nodes    *nodePicker
+	ready    []health.Check
+	metrics  *metrics
+}
+
+// NewServer returns auth's public API. Every endpoint is listed here.
+func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
+	limits := loginLimits{
+		perUID:   ratelimit.NewKeyed(cfg.LoginPerUID, time.Minute, cfg.LoginPerUID, 0),
+		perIP:    ratelimit.NewKeyed(cfg.LoginPerIP, time.Minute, cfg.LoginPerIP, 0),
+		ipHeader: cfg.ClientIPHeader,
+	}
+	wrap := d.metrics.http.Wrap
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/login", wrap(logger, "login", handleLogin(logger, cfg.MaxBody, limits, d)))
+	mux.Handle("POST /v1/tokens", wrap(logger, "tokens", handleTokens(logger, cfg.MaxBody, d)))
+	mux.Handle("GET /healthz", health.Healthz())
+	mux.Handle("GET /readyz", health.Readyz(2*time.Second, d.ready...))
+	mux.Handle("/", wrap(logger, "unknown", handleNotFound()))
+	return mux
+}
+
+// newInternalServer serves what only operators and their tools reach: metrics and probes.
+func newInternalServer(reg *prometheus.Registry, ready []health.Check) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /healthz", health.Healthz())
+	mux.Handle("GET /readyz", health.Readyz(2*time.Second, ready...))
+	return mux
+}
+
+func readyChecks(db *sql.DB, zk *discovery.Client) []health.Check {
+	return []health.Check{
+		{Name: "mysql", Probe: func(ctx context.Context) error { return db.PingContext(ctx) }},
+		{Name: "zookeeper", Probe: zk.Check},
+	}
+}

@@ -1,0 +1,3 @@
+module github.com/heraldpush/herald/tools
+
+go 1.26.0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -33,7 +34,7 @@ func StartKafka(ctx context.Context, topics ...string) (*Kafka, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	k := &Kafka{topics: topics}
+	k := &Kafka{topics: slices.Clone(topics)}
 	// Port 0 lets the listener pick the port itself, so the first start cannot lose a race for it.
 	c, err := k.newCluster(0)
 	if err != nil {
@@ -52,6 +53,13 @@ func StartKafka(ctx context.Context, topics ...string) (*Kafka, error) {
 func (k *Kafka) newCluster(port int) (*kfake.Cluster, error) {
 	opts := []kfake.Opt{
 		kfake.Ports(port),
+		kfake.ListenFn(func(network, address string) (net.Listener, error) {
+			l, err := net.Listen(network, address)
+			if err != nil {
+				return nil, err
+			}
+			return &closeWaitListener{Listener: l}, nil
+		}),
 		kfake.DefaultNumPartitions(KafkaPartitions),
 		kfake.AllowAutoTopicCreation(),
 	}
@@ -104,4 +112,25 @@ func NewKafka(t testing.TB, topics ...string) *Kafka {
 	}
 	t.Cleanup(func() { _ = k.Stop() })
 	return k
+}
+
+// closeWaitListener makes Close return only once the socket is closed. A plain net.Listener closes
+// its descriptor when the goroutine blocked in Accept lets go of it, a moment after Close returns;
+// in that moment the kernel still accepts connections and a Restart cannot bind the port.
+type closeWaitListener struct {
+	net.Listener
+	accepting sync.Mutex // held during Accept
+}
+
+func (l *closeWaitListener) Accept() (net.Conn, error) {
+	l.accepting.Lock()
+	defer l.accepting.Unlock()
+	return l.Listener.Accept()
+}
+
+func (l *closeWaitListener) Close() error {
+	err := l.Listener.Close()
+	l.accepting.Lock() // waits for a pending Accept, which fails now that the listener is closed
+	l.accepting.Unlock()
+	return err
 }

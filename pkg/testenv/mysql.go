@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,9 +21,17 @@ import (
 // innodbLayout must be the same when the template is made and when a copy is served: InnoDB
 // refuses to open a system tablespace of a different size. The sizes are far below the defaults
 // (12M and 96M) so that a copy is about 20 MB.
-var innodbLayout = []string{
-	"--innodb-data-file-path=ibdata1:10M:autoextend",
-	"--innodb-log-file-size=8M",
+const innodbLayout = "--innodb-data-file-path=ibdata1:10M:autoextend --innodb-log-file-size=8M"
+
+// commonFlags are the flags of both mariadb-install-db and mariadbd.
+func commonFlags() []string {
+	flags := strings.Fields(innodbLayout)
+	if os.Geteuid() == 0 {
+		// mariadbd refuses to run as root without this. Others run it as themselves and pass no
+		// --user, with which mariadb-install-db would try to chown the data directory.
+		flags = append(flags, "--user=root")
+	}
+	return flags
 }
 
 // MySQL is a private MariaDB server. Its data directory survives Restart.
@@ -48,13 +56,15 @@ func StartMySQL(ctx context.Context, dir string) (*MySQL, error) {
 	if dir, err = prepareDir(dir); err != nil {
 		return nil, err
 	}
-	osUser, err := user.Current()
-	if err != nil {
+	dataDir := filepath.Join(dir, "data")
+	// At start-up mariadbd deletes every #sql* file in its tmpdir, which would include the
+	// temporary tables of other servers sharing /tmp.
+	tmpDir := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
 		return nil, err
 	}
-	dataDir := filepath.Join(dir, "data")
 	if _, err := os.Stat(dataDir); errors.Is(err, os.ErrNotExist) {
-		tmpl, err := mariadbTemplate(ctx, mariadbd, osUser.Username)
+		tmpl, err := mariadbTemplate(ctx, mariadbd)
 		if err != nil {
 			return nil, err
 		}
@@ -78,13 +88,13 @@ func StartMySQL(ctx context.Context, dir string) (*MySQL, error) {
 			socket = filepath.Join(os.TempDir(), fmt.Sprintf("herald-mariadb-%d.sock", port))
 		}
 		args := append([]string{
-			"--no-defaults",             // must come first; keeps /etc/mysql out of it
-			"--user=" + osUser.Username, // mariadbd refuses to run as root without --user=root
+			"--no-defaults", // must come first; keeps /etc/mysql out of it
 			"--port=" + strconv.Itoa(port),
 			"--bind-address=127.0.0.1",
 			"--socket=" + socket,
 			"--datadir=" + dataDir,
 			"--pid-file=" + filepath.Join(dir, "mariadbd.pid"),
+			"--tmpdir=" + tmpDir,
 			"--skip-name-resolve",
 			"--skip-log-bin",
 			"--character-set-server=utf8mb4",
@@ -94,7 +104,7 @@ func StartMySQL(ctx context.Context, dir string) (*MySQL, error) {
 			"--performance-schema=OFF",
 			// The default 2000 asks for more open files than the 20,000 a process may have here.
 			"--table-open-cache=400",
-		}, innodbLayout...)
+		}, commonFlags()...)
 		c := command{
 			name: "mariadbd",
 			path: mariadbd,
@@ -162,7 +172,7 @@ func allowRootOverTCP(ctx context.Context, socket string) error {
 	defer db.Close()
 	for _, q := range []string{
 		"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''",
-		"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY ''",
+		"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY ''", // in case it exists with a password
 		"GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION",
 	} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
@@ -174,8 +184,8 @@ func allowRootOverTCP(ctx context.Context, socket string) error {
 
 // mariadbTemplate returns an initialised data directory for this mariadbd version, making it
 // once. Test binaries run in parallel, so it is built beside its final place and renamed into
-// it: a reader sees a complete template or none, and the loser of a race discards its copy.
-func mariadbTemplate(ctx context.Context, mariadbd, osUser string) (string, error) {
+// it: a reader sees a complete template or none.
+func mariadbTemplate(ctx context.Context, mariadbd string) (string, error) {
 	out, err := exec.Command(mariadbd, "--version").Output()
 	if err != nil {
 		return "", fmt.Errorf("%s --version: %w", mariadbd, err)
@@ -185,14 +195,18 @@ func mariadbTemplate(ctx context.Context, mariadbd, osUser string) (string, erro
 	if f := strings.Fields(string(out)); len(f) >= 3 {
 		version = f[2]
 	}
-	layout := sha256.Sum256([]byte(strings.Join(innodbLayout, " ")))
+	layout := sha256.Sum256([]byte(innodbLayout))
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		cache = os.TempDir()
 	}
 	parent := filepath.Join(cache, "herald")
 	tmpl := filepath.Join(parent, fmt.Sprintf("mariadb-template-%s-%x", version, layout[:4]))
-	if _, err := os.Stat(filepath.Join(tmpl, "mysql")); err == nil {
+	exists := func() bool {
+		_, err := os.Stat(filepath.Join(tmpl, "mysql"))
+		return err == nil
+	}
+	if exists() {
 		return tmpl, nil
 	}
 
@@ -203,27 +217,37 @@ func mariadbTemplate(ctx context.Context, mariadbd, osUser string) (string, erro
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", err
 	}
+	// The lock only saves duplicate work when many tests start at once with a cold cache; the
+	// rename is what keeps a half-made template (say, of a killed process) out of sight.
+	lock, err := os.OpenFile(filepath.Join(parent, "mariadb-template.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close() // releases the flock
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", err
+	}
+	if exists() {
+		return tmpl, nil
+	}
 	build, err := os.MkdirTemp(parent, ".building-mariadb-template-")
 	if err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(build) // gone after a successful rename
+	defer os.RemoveAll(build) // the data directory itself is gone after a successful rename
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	args := append([]string{
 		"--no-defaults",
-		"--user=" + osUser,
-		"--datadir=" + build,
+		"--datadir=" + filepath.Join(build, "data"),
+		"--tmpdir=" + build,
 		"--auth-root-authentication-method=normal", // root without a password, not unix_socket
 		"--skip-test-db",
-	}, innodbLayout...)
+	}, commonFlags()...)
 	if out, err := exec.CommandContext(ctx, installDB, args...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("mariadb-install-db: %v\n%s", err, out)
 	}
-	if err := os.Rename(build, tmpl); err != nil {
-		if _, serr := os.Stat(filepath.Join(tmpl, "mysql")); serr == nil {
-			return tmpl, nil // another process finished first
-		}
+	if err := os.Rename(filepath.Join(build, "data"), tmpl); err != nil {
 		return "", fmt.Errorf("install MariaDB template: %w", err)
 	}
 	return tmpl, nil

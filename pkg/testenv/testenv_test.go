@@ -91,6 +91,10 @@ func TestRedis(t *testing.T) {
 		t.Fatalf("after Restart GET k: %v, want redis.Nil (no persistence)", err)
 	}
 	setGet()
+	if err := r.Restart(ctx); err != nil {
+		t.Fatalf("Restart while running: %v", err)
+	}
+	setGet()
 }
 
 func TestZooKeeper(t *testing.T) {
@@ -124,6 +128,9 @@ func TestZooKeeper(t *testing.T) {
 func TestMySQL(t *testing.T) {
 	t.Parallel()
 	m := NewMySQL(t)
+	if want := "root@tcp(" + m.Addr + ")/herald?parseTime=true"; m.DSN != want {
+		t.Errorf("DSN = %q, want %q", m.DSN, want)
+	}
 	ctx := testContext(t)
 	db, err := sql.Open("mysql", m.DSN)
 	if err != nil {
@@ -236,6 +243,10 @@ func TestKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	produceFetch()
+	if err := k.Restart(testContext(t)); err != nil {
+		t.Fatalf("Restart while running: %v", err)
+	}
+	produceFetch()
 }
 
 func TestStartAllInParallel(t *testing.T) {
@@ -255,12 +266,18 @@ func TestStartAllInParallel(t *testing.T) {
 	go func() { defer wg.Done(); m, mErr = StartMySQL(ctx, t.TempDir()) }()
 	go func() { defer wg.Done(); k, kErr = StartKafka(ctx, "a", "b") }()
 	wg.Wait()
-	for _, s := range []interface{ Stop() error }{r, z, m, k} {
-		t.Cleanup(func() {
-			if s != nil {
-				_ = s.Stop()
-			}
-		})
+	// Each is checked before it becomes an interface, where a nil *Redis would not be nil.
+	if r != nil {
+		t.Cleanup(func() { _ = r.Stop() })
+	}
+	if z != nil {
+		t.Cleanup(func() { _ = z.Stop() })
+	}
+	if m != nil {
+		t.Cleanup(func() { _ = m.Stop() })
+	}
+	if k != nil {
+		t.Cleanup(func() { _ = k.Stop() })
 	}
 	if err := errors.Join(rErr, zErr, mErr, kErr); err != nil {
 		t.Fatal(err)
@@ -275,6 +292,39 @@ func TestStartAllInParallel(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Close()
+	}
+}
+
+func TestStartFailures(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notReady := func(context.Context, *process) error { return errors.New("no answer") }
+
+	c := command{name: "crasher", path: "/bin/sh", args: []string{"-c", "echo cannot bind; exit 3"}, dir: dir, log: dir + "/crasher.log"}
+	_, err := launch(context.Background(), c, notReady)
+	if !errors.Is(err, errEarlyExit) || !strings.Contains(err.Error(), "cannot bind") {
+		t.Errorf("early exit: err = %v, want errEarlyExit and the log tail", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	c = command{name: "sleeper", path: "/bin/sleep", args: []string{"60"}, dir: dir, log: dir + "/sleeper.log"}
+	_, err = launch(ctx, c, notReady)
+	if err == nil || !strings.Contains(err.Error(), "sleeper not ready after") || !strings.Contains(err.Error(), "no answer") {
+		t.Errorf("deadline: err = %v, want not ready with the probe's error", err)
+	}
+
+	// A port that turns out to be taken is given up for a new one, other errors are final.
+	var ports []int
+	s := server{start: func(_ context.Context, port int) (*process, error) {
+		ports = append(ports, port)
+		if len(ports) < startAttempts {
+			return nil, fmt.Errorf("x: %w", errNotOurs)
+		}
+		return nil, errors.New("final")
+	}}
+	if err := s.startFirst(context.Background()); err == nil || err.Error() != "final" || len(ports) != startAttempts {
+		t.Errorf("startFirst: err = %v after %d attempts, want final after %d", err, len(ports), startAttempts)
 	}
 }
 

@@ -192,3 +192,39 @@ func pemOrFile(s string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// WriteKeyFiles generates a key pair and writes it as PEM: the private key to privFile (mode 0600),
+// for auth, and the public key to pubFile, for the push-servers. It never overwrites a file, since a
+// key in use must not be replaced by accident. It returns the new key's id.
+func WriteKeyFiles(privFile, pubFile string) (string, error) {
+	pub, priv, err := GenerateKey()
+	if err != nil {
+		return "", err
+	}
+	privPEM, err := MarshalPrivateKeyPEM(priv)
+	if err != nil {
+		return "", err
+	}
+	pubPEM, err := MarshalPublicKeyPEM(pub)
+	if err != nil {
+		return "", err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{{privFile, privPEM, 0o600}, {pubFile, pubPEM, 0o644}} {
+		fh, err := os.OpenFile(f.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, f.mode)
+		if err != nil {
+			return "", err
+		}
+		_, werr := fh.Write(f.data)
+		if cerr := fh.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return "", werr
+		}
+	}
+	return KeyID(pub), nil
+}

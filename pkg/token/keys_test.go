@@ -202,3 +202,29 @@ func TestLoadedKeysWork(t *testing.T) {
 		t.Fatalf("Verify = %+v, %v", c, err)
 	}
 }
+
+func TestWriteKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "k.pem"), filepath.Join(dir, "k.pub.pem")
+	kid, err := WriteKeyFiles(priv, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privKey, err := LoadPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubKeys, err := LoadPublicKeys(pub)
+	if err != nil || len(pubKeys) != 1 {
+		t.Fatalf("public keys %v, %v", pubKeys, err)
+	}
+	if KeyID(pubKeys[0]) != kid || !pubKeys[0].Equal(privKey.Public()) {
+		t.Fatal("written keys are not one pair with the returned kid")
+	}
+	if st, err := os.Stat(priv); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("private key mode %v, %v; want 0600", st.Mode(), err)
+	}
+	if _, err := WriteKeyFiles(priv, pub); err == nil {
+		t.Fatal("existing key files overwritten")
+	}
+}

@@ -177,7 +177,9 @@ type reply struct {
 }
 
 func (r reply) errorCode() string {
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	if json.Unmarshal(r.body, &e) != nil {
 		return ""
 	}

@@ -1,0 +1,29 @@
+# Herald's two commands: `make run` (the local stack) and `make test` (the whole suite, race detector
+# on). Both install what they need first.
+
+GO       ?= go
+ALL      := github.com/heraldpush/herald/...
+BIN      := .herald/bin
+SERVICES := auth
+
+.PHONY: run test deps build vet fmt-check
+
+run: deps build
+	$(GO) run ./tools/stack -bin $(BIN)
+
+test: deps fmt-check vet
+	$(GO) test -race -count=1 -timeout 15m $(ALL)
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ $(addprefix ./services/,$(SERVICES))
+
+vet:
+	$(GO) vet $(ALL)
+
+fmt-check:
+	@out=$$(gofmt -l pkg services tools migrations lua); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

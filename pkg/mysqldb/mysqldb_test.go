@@ -1,0 +1,61 @@
+package mysqldb
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/heraldpush/herald/pkg/testenv"
+)
+
+func TestMigrateConcurrentlyAndTwice(t *testing.T) {
+	ctx := context.Background()
+	m := testenv.NewMySQL(t)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// Several services starting at once against one fresh database.
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for range 3 {
+		wg.Go(func() {
+			db, err := Open(ctx, m.DSN)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer db.Close()
+			errs <- Migrate(ctx, db, logger)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := Open(ctx, m.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := Migrate(ctx, db, logger); err != nil {
+		t.Fatalf("second migrate: %v", err)
+	}
+	for _, table := range []string{"accounts", "api_keys", "admins"} {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?", table).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("table %s: count %d, %v", table, n, err)
+		}
+	}
+}
+
+func TestOpenFailsClearly(t *testing.T) {
+	if _, err := Open(context.Background(), "not a dsn"); err == nil {
+		t.Fatal("bad DSN accepted")
+	}
+	if _, err := Open(context.Background(), "root@tcp(127.0.0.1:1)/herald?timeout=1s"); err == nil {
+		t.Fatal("unreachable server accepted")
+	}
+}

@@ -1,0 +1,184 @@
+// Command stack runs the whole of Herald on one machine: private ZooKeeper, Redis and MariaDB servers,
+// an in-process Kafka-protocol broker, and every Herald service as a child process. It prints the URLs
+// and development credentials, writes them to .herald/stack.json for scripts and tools, and stops
+// everything on Ctrl-C or SIGTERM.
+//
+// It expects the service binaries in -bin (make run builds them there first).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/config"
+	"github.com/heraldpush/herald/pkg/service"
+	"github.com/heraldpush/herald/pkg/testenv"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "stack:", err)
+		os.Exit(1)
+	}
+}
+
+// Stack is what .herald/stack.json holds (DESIGN.md, "Running it"): the public face of a running
+// local stack.
+type Stack struct {
+	AuthURL       string       `json:"auth_url"`
+	PushAPIURL    string       `json:"push_api_url"`
+	AdminURL      string       `json:"admin_url"`
+	APIKey        string       `json:"api_key"`
+	AdminUser     string       `json:"admin_user"`
+	AdminPassword string       `json:"admin_password"`
+	DemoUID       string       `json:"demo_uid"`
+	DemoPassword  string       `json:"demo_password"`
+	PushServers   []PushServer `json:"push_servers"`
+	RedisAddr     string       `json:"redis_addr"`
+	ZooKeeper     string       `json:"zookeeper"`
+	MySQLDSN      string       `json:"mysql_dsn"`
+	KafkaBrokers  []string     `json:"kafka_brokers"`
+}
+
+// PushServer is one push-server node of the stack.
+type PushServer struct {
+	ID          string `json:"id"`
+	WSURL       string `json:"ws_url"`
+	InternalURL string `json:"internal_url"`
+}
+
+type options struct {
+	dir      string
+	bin      string
+	logLevel string
+	authAddr string
+	authOps  string
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var o options
+	fs := flag.NewFlagSet("stack", flag.ContinueOnError)
+	fs.StringVar(&o.dir, "dir", ".herald", "where the stack keeps its state, keys, logs and stack.json")
+	fs.StringVar(&o.bin, "bin", ".herald/bin", "directory holding the service binaries")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level of the services")
+	// Fixed ports by default, so the README's examples work against any local stack; the private
+	// servers take free ones because nothing outside the stack needs to guess them.
+	fs.StringVar(&o.authAddr, "auth-addr", "127.0.0.1:8081", "auth's public listener")
+	fs.StringVar(&o.authOps, "auth-internal-addr", "127.0.0.1:9081", "auth's internal listener")
+	if err := config.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	logger, err := service.NewLogger(stdout, "info")
+	if err != nil {
+		return err
+	}
+	logger = logger.With("service", "stack")
+
+	// Every run starts from empty data: a local stack is for trying things, and a clean start means a
+	// known state.
+	dataDir := filepath.Join(o.dir, "data")
+	if err := os.RemoveAll(dataDir); err != nil {
+		return err
+	}
+	servers := testenv.NewGroup(ctx, dataDir)
+	defer func() {
+		if err := servers.Stop(); err != nil {
+			logger.Error("stopping servers", "err", err)
+		}
+	}()
+	infra, err := startInfra(servers, logger)
+	if err != nil {
+		return err
+	}
+	creds, err := seed(ctx, infra.mysql.DSN, o.dir)
+	if err != nil {
+		return err
+	}
+
+	procs := newSupervisor(logger, o.bin, filepath.Join(o.dir, "logs"), stdout)
+	defer procs.stopAll(15 * time.Second)
+	stack, err := startServices(ctx, procs, infra, creds, o)
+	if err != nil {
+		return err
+	}
+	if err := writeStack(filepath.Join(o.dir, "stack.json"), stack); err != nil {
+		return err
+	}
+	printStack(stdout, stack, filepath.Join(o.dir, "stack.json"))
+
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping the stack")
+		return nil
+	case err := <-procs.exited:
+		return fmt.Errorf("a service exited, stopping the stack: %w", err)
+	}
+}
+
+type infra struct {
+	mysql *testenv.MySQL
+	zk    *testenv.ZooKeeper
+	redis *testenv.Redis
+	kafka *testenv.Kafka
+}
+
+func startInfra(g *testenv.Group, logger *slog.Logger) (infra, error) {
+	var in infra
+	var err error
+	if in.zk, err = g.ZooKeeper(); err != nil {
+		return in, fmt.Errorf("zookeeper: %w", err)
+	}
+	if in.redis, err = g.Redis(); err != nil {
+		return in, fmt.Errorf("redis: %w", err)
+	}
+	if in.mysql, err = g.MySQL(); err != nil {
+		return in, fmt.Errorf("mysql: %w", err)
+	}
+	if in.kafka, err = g.Kafka("herald.upstream"); err != nil {
+		return in, fmt.Errorf("kafka: %w", err)
+	}
+	logger.Info("servers up", "zookeeper", in.zk.Addr, "redis", in.redis.Addr, "mysql", in.mysql.Addr, "kafka", in.kafka.Brokers)
+	return in, nil
+}
+
+func writeStack(path string, s Stack) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func printStack(w io.Writer, s Stack, path string) {
+	fmt.Fprintf(w, "\nHerald is up (details in %s):\n", path)
+	fmt.Fprintf(w, "  auth          %s   (POST /v1/login, POST /v1/tokens)\n", s.AuthURL)
+	if s.PushAPIURL != "" {
+		fmt.Fprintf(w, "  push API      %s\n", s.PushAPIURL)
+	}
+	if s.AdminURL != "" {
+		fmt.Fprintf(w, "  admin         %s   (user %s, password %s)\n", s.AdminURL, s.AdminUser, s.AdminPassword)
+	}
+	for _, ps := range s.PushServers {
+		fmt.Fprintf(w, "  push-server   %s %s\n", ps.ID, ps.WSURL)
+	}
+	fmt.Fprintf(w, "  API key       %s\n", s.APIKey)
+	fmt.Fprintf(w, "  demo account  uid %s, password %s\n", s.DemoUID, s.DemoPassword)
+	fmt.Fprintf(w, "  redis %s  zookeeper %s  kafka %v\n  mysql %s\n", s.RedisAddr, s.ZooKeeper, s.KafkaBrokers, s.MySQLDSN)
+	fmt.Fprintln(w, "Ctrl-C stops everything.")
+}

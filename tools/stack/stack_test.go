@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/discovery"
+	"github.com/heraldpush/herald/pkg/token"
+)
+
+// TestStack runs the local stack as `make run` does and checks what a newcomer would: stack.json,
+// the demo login, and a dev-key token for a registered push-server that verifies with the public key.
+func TestStack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the services and starts every server")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	build := exec.Command("go", "build", "-o", bin+"/", "../../services/auth")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build services: %v\n%s", err, out)
+	}
+	authAddr, authOps := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-dir", dir, "-bin", bin, "-auth-addr", authAddr, "-auth-internal-addr", authOps, "-log-level", "warn"},
+			func(string) string { return "" }, io.Discard)
+	}()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("stack returned %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("stack did not stop within 60s")
+		}
+	}
+	t.Cleanup(stop)
+
+	var st Stack
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "stack.json"))
+		if err == nil && json.Unmarshal(b, &st) == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("stack exited: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no stack.json after 90s")
+		}
+	}
+	if st.AuthURL != "http://"+authAddr || st.APIKey == "" || st.MySQLDSN == "" || st.ZooKeeper == "" || st.RedisAddr == "" || len(st.KafkaBrokers) == 0 || st.AdminPassword == "" {
+		t.Fatalf("stack.json incomplete: %+v", st)
+	}
+
+	zk, err := discovery.Dial(st.ZooKeeper, 5*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zk.Close()
+	node := discovery.Node{ID: "ps-stack", WSURL: "ws://127.0.0.1:8082/ws", InternalURL: "http://127.0.0.1:9082", Weight: 1}
+	if _, err := zk.Register(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+
+	pubKeys, err := token.LoadPublicKeys(filepath.Join(dir, "keys", "jwt-ed25519.pub.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier := token.NewVerifier(pubKeys...)
+	check := func(name, path, authz string, body map[string]string, wantUID string) {
+		var resp struct {
+			Token  string
+			Server struct {
+				ID    string `json:"id"`
+				WSURL string `json:"ws_url"`
+			}
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			status, b := post(t, st.AuthURL+path, authz, body)
+			if status == http.StatusOK {
+				if err := json.Unmarshal(b, &resp); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d %s", name, status, b)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		claims, err := verifier.Verify(resp.Token)
+		if err != nil || claims.UID != wantUID {
+			t.Fatalf("%s: token claims %+v, %v", name, claims, err)
+		}
+		if resp.Server.ID != node.ID || resp.Server.WSURL != node.WSURL {
+			t.Fatalf("%s: server %+v, want %+v", name, resp.Server, node)
+		}
+	}
+	check("dev key", "/v1/tokens", "Bearer "+st.APIKey, map[string]string{"uid": "user-42", "device": "phone"}, "user-42")
+	check("demo login", "/v1/login", "", map[string]string{"uid": st.DemoUID, "password": st.DemoPassword, "device": "laptop"}, st.DemoUID)
+
+	stop()
+	if c, err := net.DialTimeout("tcp", authAddr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("auth still listening after the stack stopped")
+	}
+}
+
+func post(t testing.TB, url, authz string, body any) (int, []byte) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, []byte(fmt.Sprint(err))
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

@@ -21,7 +21,7 @@ type supervisor struct {
 	logger *slog.Logger
 	bin    string
 	logDir string
-	out    io.Writer // the terminal
+	out    io.Writer  // the terminal
 	exited chan error // one value per child that exits on its own
 
 	// mu guards procs.

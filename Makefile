@@ -4,7 +4,7 @@
 GO       ?= go
 ALL      := github.com/heraldpush/herald/...
 BIN      := .herald/bin
-SERVICES := auth
+SERVICES := auth push-server
 
 .PHONY: run test deps build vet fmt-check
 

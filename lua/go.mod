@@ -1,0 +1,3 @@
+module github.com/heraldpush/herald/lua
+
+go 1.26.0

@@ -1,0 +1,11 @@
+-- register records one connection of a uid: which node holds it, from which device, since when.
+--
+-- KEYS[1]  the uid's route hash, herald:route:{<uid>}
+-- ARGV[1]  conn_id, the hash field
+-- ARGV[2]  the route value, "node-id|device|connected_at_ms"
+--
+-- Returns 1 when the field is new, 0 when it replaced a value (a node re-recording its routes after a
+-- Redis outage, or a retried call).
+--
+-- The node's own index of uids lives on another hash slot; the caller updates it in a separate command.
+return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])

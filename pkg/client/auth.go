@@ -1,0 +1,175 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Session is what auth hands out: a token, when it expires, and the push-server picked for the user.
+type Session struct {
+	Token     string
+	ExpiresAt time.Time
+	ServerID  string
+	WSURL     string
+}
+
+// APIError is an error answer of a Herald HTTP API: {"error":{"code","message"}} with a status.
+type APIError struct {
+	Status  int
+	Code    string // snake_case code from the body; empty when the body was not a Herald error
+	Message string
+	// RetryAfter is the server's Retry-After header (for 429 and 503), zero when absent.
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("http %d: %s", e.Status, e.Message)
+	}
+	return fmt.Sprintf("http %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Login signs in with a password: POST {authURL}/v1/login.
+func Login(ctx context.Context, authURL, uid, password, device string) (Session, error) {
+	return login(ctx, http.DefaultClient, authURL, uid, password, device)
+}
+
+// MintToken gets a token for a user that a business backend has authenticated itself: POST
+// {authURL}/v1/tokens with the backend's API key.
+func MintToken(ctx context.Context, authURL, apiKey, uid, device string) (Session, error) {
+	return mintToken(ctx, http.DefaultClient, authURL, apiKey, uid, device)
+}
+
+func login(ctx context.Context, hc *http.Client, authURL, uid, password, device string) (Session, error) {
+	body := struct {
+		UID      string `json:"uid"`
+		Password string `json:"password"`
+		Device   string `json:"device"`
+	}{uid, password, device}
+	s, err := postSession(ctx, hc, endpoint(authURL, "/v1/login"), "", body)
+	if err != nil {
+		return Session{}, fmt.Errorf("login: %w", err)
+	}
+	return s, nil
+}
+
+func mintToken(ctx context.Context, hc *http.Client, authURL, apiKey, uid, device string) (Session, error) {
+	body := struct {
+		UID    string `json:"uid"`
+		Device string `json:"device"`
+	}{uid, device}
+	s, err := postSession(ctx, hc, endpoint(authURL, "/v1/tokens"), apiKey, body)
+	if err != nil {
+		return Session{}, fmt.Errorf("mint token: %w", err)
+	}
+	return s, nil
+}
+
+// endpoint joins a base URL and a path; the base may come from a config file with a trailing slash,
+// and "//v1/login" would be a 404.
+func endpoint(base, path string) string {
+	return strings.TrimRight(base, "/") + path
+}
+
+// session gets a new session the way cfg says: password login, else API-key minting.
+func (cfg Config) session(ctx context.Context) (Session, error) {
+	if cfg.Password != "" {
+		return login(ctx, cfg.httpClient(), cfg.AuthURL, cfg.UID, cfg.Password, cfg.Device)
+	}
+	return mintToken(ctx, cfg.httpClient(), cfg.AuthURL, cfg.APIKey, cfg.UID, cfg.Device)
+}
+
+// maxAuthBody bounds how much of an auth answer is read: a token response is well under 4 KiB, and a
+// misrouted request must not make the client read a large page.
+const maxAuthBody = 64 << 10
+
+func postSession(ctx context.Context, hc *http.Client, url, bearer string, body any) (Session, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return Session{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return Session{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return Session{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAuthBody))
+	if err != nil {
+		return Session{}, fmt.Errorf("read answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		apiErr := parseAPIError(resp.StatusCode, raw)
+		apiErr.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		return Session{}, apiErr
+	}
+	var tr struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+		Server    struct {
+			ID    string `json:"id"`
+			WSURL string `json:"ws_url"`
+		} `json:"server"`
+	}
+	if err := json.Unmarshal(raw, &tr); err != nil {
+		return Session{}, fmt.Errorf("decode answer: %w", err)
+	}
+	if tr.Token == "" || tr.Server.WSURL == "" {
+		return Session{}, errors.New("decode answer: token or server.ws_url missing")
+	}
+	return Session{Token: tr.Token, ExpiresAt: tr.ExpiresAt, ServerID: tr.Server.ID, WSURL: tr.Server.WSURL}, nil
+}
+
+// parseAPIError reads a Herald error body; anything else (a proxy's HTML page, say) keeps its start
+// as the message so the status is never reported without a hint.
+func parseAPIError(status int, raw []byte) *APIError {
+	var eb struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &eb); err == nil && eb.Error.Code != "" {
+		return &APIError{Status: status, Code: eb.Error.Code, Message: eb.Error.Message}
+	}
+	msg := strings.TrimSpace(string(raw))
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	if msg == "" {
+		msg = http.StatusText(status)
+	}
+	return &APIError{Status: status, Message: msg}
+}
+
+// parseRetryAfter reads either form RFC 9110 allows: delay seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}

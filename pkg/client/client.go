@@ -1,0 +1,245 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/wire"
+)
+
+// ErrNotConnected is what Client.Ack returns between connections.
+var ErrNotConnected = errors.New("not connected")
+
+// tokenRenewMargin is how long before its expiry a token is replaced by a new login before dialing,
+// so a handshake does not race the token's last seconds.
+const tokenRenewMargin = 30 * time.Second
+
+// connectedBuffer is the capacity of the Connected channel; see offer.
+const connectedBuffer = 16
+
+// Client keeps a connection to Herald up for as long as Run runs, as a device app would, and hands
+// the pushes of all its successive connections to one channel.
+type Client struct {
+	cfg       Config
+	log       *slog.Logger
+	pushes    chan wire.Push
+	errs      chan wire.Error
+	connected chan wire.Welcome
+	running   atomic.Bool
+
+	// mu guards conn.
+	mu   sync.Mutex
+	conn *Conn // the current connection; nil between connections
+}
+
+// New returns a client for cfg; nothing happens until Run.
+func New(cfg Config) *Client {
+	return &Client{
+		cfg:       cfg,
+		log:       cfg.logger().With("uid", cfg.UID, "device", cfg.Device),
+		pushes:    make(chan wire.Push, cfg.pushBuffer()),
+		errs:      make(chan wire.Error, errBuffer),
+		connected: make(chan wire.Welcome, connectedBuffer),
+	}
+}
+
+// Pushes delivers the pushes of every connection in the order each server sent them; it is closed
+// when Run returns. As with Conn.Pushes nothing is dropped: a consumer that falls behind stops the
+// reading, and in time the server disconnects the client as slow (the client then reconnects, and
+// pushes with a ttl are replayed if they were not acked).
+func (c *Client) Pushes() <-chan wire.Push { return c.pushes }
+
+// Errors delivers the error frames of every connection; it is closed when Run returns. The oldest is
+// dropped when nobody reads them.
+func (c *Client) Errors() <-chan wire.Error { return c.errs }
+
+// Connected delivers the welcome frame of each new connection, so a caller can see which node the
+// client landed on; it is closed when Run returns. The oldest is dropped when nobody reads them.
+func (c *Client) Connected() <-chan wire.Welcome { return c.connected }
+
+// Ack acks a push on the current connection. Acks are per user and message, not per connection, so
+// a push received on an earlier connection may be acked on this one.
+func (c *Client) Ack(ctx context.Context, id string) error {
+	conn := c.current()
+	if conn == nil {
+		return ErrNotConnected
+	}
+	return conn.Ack(ctx, id)
+}
+
+func (c *Client) current() *Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn
+}
+
+func (c *Client) setCurrent(conn *Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn = conn
+}
+
+// Run connects and stays connected until ctx ends, then closes the connection and returns nil. It
+// returns an error only when retrying cannot help: a bad config, an auth answer such as bad
+// credentials (4xx other than 408 and 429), or a fixed token (no AuthURL) that the server rejects.
+// Run may be called once.
+//
+// After a plain disconnect the client dials the same node again with the same token. It logs in
+// again, so that auth picks a live node, when the node said it is going away (a reconnect frame,
+// close 1012 or 1001), when dialing fails (the node may be dead, draining or full), when the token is
+// rejected, or when the token is about to expire. Attempts are spaced by full jitter between
+// MinBackoff and min(MaxBackoff, MinBackoff·2^n) after n failures in a row, so clients dropped
+// together by a dying node do not return together; a connection that lived at least MaxBackoff
+// resets n, and a shorter one does not, so a server that accepts and drops at once is not hammered.
+func (c *Client) Run(ctx context.Context) error {
+	if err := c.cfg.validate(); err != nil {
+		return err
+	}
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("client: Run called twice")
+	}
+	defer func() {
+		close(c.pushes)
+		close(c.errs)
+		close(c.connected)
+	}()
+
+	lo, hi := c.cfg.backoffBounds()
+	sess, haveSess := c.cfg.fixedSession()
+	failures := 0
+	retry := func(extra time.Duration) bool {
+		failures++
+		wait := max(backoff(lo, hi, failures), extra)
+		return sleep(ctx, wait)
+	}
+	for ctx.Err() == nil {
+		if c.cfg.canLogin() && (!haveSess || expiresSoon(sess, time.Now())) {
+			s, err := c.login(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				var apiErr *APIError
+				if errors.As(err, &apiErr) && permanent(apiErr.Status) {
+					return err
+				}
+				c.log.Warn("login failed, retrying", "err", err)
+				var after time.Duration
+				if apiErr != nil {
+					after = apiErr.RetryAfter
+				}
+				if !retry(after) {
+					return nil
+				}
+				continue
+			}
+			sess, haveSess = s, true
+		}
+
+		conn, err := dial(ctx, c.cfg, sess, sinks{pushes: c.pushes, errs: c.errs})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var he *HandshakeError
+			if errors.As(err, &he) && he.Status == http.StatusUnauthorized && !c.cfg.canLogin() {
+				return err
+			}
+			if c.cfg.canLogin() {
+				haveSess = false
+			}
+			c.log.Warn("dial failed, retrying", "ws_url", sess.WSURL, "err", err)
+			if !retry(0) {
+				return nil
+			}
+			continue
+		}
+
+		// Announce before the reader starts, so a caller sees the node before its pushes.
+		w := conn.Welcome()
+		c.log.Info("connected", "node", w.Node, "conn_id", w.ConnID)
+		offer(c.connected, w)
+		c.setCurrent(conn)
+		began := time.Now()
+		conn.start()
+		select {
+		case <-conn.Done():
+		case <-ctx.Done():
+			conn.Close()
+			c.setCurrent(nil)
+			return nil
+		}
+		c.setCurrent(nil)
+		if time.Since(began) >= hi {
+			failures = 0
+		}
+		if movesOn(conn) && c.cfg.canLogin() {
+			haveSess = false
+		}
+		c.log.Warn("disconnected", "node", w.Node, "err", conn.Err(), "relogin", !haveSess)
+		if !retry(0) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (c *Client) login(ctx context.Context) (Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.dialTimeout())
+	defer cancel()
+	return c.cfg.session(ctx)
+}
+
+// movesOn reports whether the server told the client to go elsewhere.
+func movesOn(conn *Conn) bool {
+	if _, ok := conn.ReconnectFrame(); ok {
+		return true
+	}
+	var ce *CloseError
+	return errors.As(conn.Err(), &ce) && (ce.Code == wire.CloseServiceRestart || ce.Code == wire.CloseGoingAway)
+}
+
+// permanent reports whether an auth answer with this status will be the same however often it is
+// asked: a client error, except a timeout and rate limiting.
+func permanent(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
+}
+
+func expiresSoon(s Session, now time.Time) bool {
+	return !s.ExpiresAt.IsZero() && s.ExpiresAt.Sub(now) < tokenRenewMargin
+}
+
+// backoff is a delay drawn uniformly from [lo, min(hi, lo·2^n)].
+func backoff(lo, hi time.Duration, n int) time.Duration {
+	ceil := lo
+	for i := 0; i < n && ceil < hi; i++ {
+		if ceil > hi/2 {
+			ceil = hi
+			break
+		}
+		ceil *= 2
+	}
+	ceil = min(ceil, hi)
+	if ceil <= lo {
+		return lo
+	}
+	return lo + rand.N(ceil-lo+1)
+}
+
+// sleep waits for d and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,16 @@
+package routes
+
+// keyPrefix namespaces every key Herald writes, so Herald can share a Redis with other programs.
+const keyPrefix = "herald:"
+
+// routeKey names the hash of a uid's connections. The uid is the hash tag, so each uid's routes sit in
+// one slot of Redis Cluster and uids spread over all slots.
+func routeKey(uid string) string {
+	return keyPrefix + "route:{" + uid + "}"
+}
+
+// nodeUIDsKey names the set of uids a node holds connections of, which is what lets a dead node's
+// routes be found without scanning every route hash.
+func nodeUIDsKey(node string) string {
+	return keyPrefix + "node:{" + node + "}:uids"
+}

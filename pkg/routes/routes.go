@@ -1,0 +1,369 @@
+// Package routes is Herald's route directory in Redis: which push-server node holds which connections
+// of a uid. Push-servers record and remove their own connections; push-route reads the routes of all
+// uids of a push in one round trip, drops routes a node no longer knows, and sweeps the routes of a node
+// that died.
+//
+// A uid's routes are one hash, herald:route:{<uid>}, field conn_id → "node-id|device|connected_at_ms"
+// (a public contract: operators' tools read it). Each node also keeps a set of its uids,
+// herald:node:{<node-id>}:uids, so a dead node's routes can be found without scanning Redis. The two
+// live on different hash slots, so they are updated by separate commands and the index is allowed to
+// name a uid it no longer needs (a sweep then finds nothing for it), never the other way round, as far
+// as the two-slot ordering allows (see dropFromIndex).
+package routes
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Route is one connection of a uid on a push-server node.
+type Route struct {
+	UID    string
+	ConnID string
+	Node   string
+	Device string
+	// ConnectedAt is stored in unix milliseconds; finer precision is lost.
+	ConnectedAt time.Time
+}
+
+// ErrInvalid is wrapped by every error about malformed arguments, as opposed to Redis failing.
+var ErrInvalid = errors.New("invalid argument")
+
+// Batch sizes bound how much one pipeline sends and Redis buffers, while keeping round trips few.
+const (
+	registerBatch = 500
+	sweepBatch    = 500
+	scanBatch     = 1000
+)
+
+// Store reads and writes routes in Redis. It is safe for concurrent use.
+type Store struct {
+	rdb       redis.UniversalClient
+	malformed atomic.Int64
+}
+
+// NewStore returns a Store over rdb, which may be a single server, a failover or a cluster client.
+func NewStore(rdb redis.UniversalClient) *Store {
+	return &Store{rdb: rdb}
+}
+
+// Malformed returns how many route values Lookup has skipped because they did not follow the
+// "node-id|device|connected_at_ms" contract, since the Store was made.
+func (s *Store) Malformed() int64 { return s.malformed.Load() }
+
+// Register records r: its field in the uid's route hash and the uid in the node's index, in one round
+// trip. Recording the same route again is harmless.
+func (s *Store) Register(ctx context.Context, r Route) error {
+	if err := validRoute(r); err != nil {
+		return fmt.Errorf("register route: %w", err)
+	}
+	calls := []scriptCall{registerCall(r)}
+	err := runPipelined(ctx, s.rdb, calls, func(p redis.Pipeliner) {
+		p.SAdd(ctx, nodeUIDsKey(r.Node), r.UID)
+	})
+	if err != nil {
+		return fmt.Errorf("register route: %w", err)
+	}
+	return nil
+}
+
+// RegisterAll records many routes, in one round trip per registerBatch routes: it is how a node records
+// all its connections again after Redis lost them.
+func (s *Store) RegisterAll(ctx context.Context, rs []Route) error {
+	for i, r := range rs {
+		if err := validRoute(r); err != nil {
+			return fmt.Errorf("register routes: route %d: %w", i, err)
+		}
+	}
+	for batch := range slices.Chunk(rs, registerBatch) {
+		calls := make([]scriptCall, len(batch))
+		byNode := make(map[string][]any)
+		for i, r := range batch {
+			calls[i] = registerCall(r)
+			byNode[r.Node] = append(byNode[r.Node], r.UID)
+		}
+		err := runPipelined(ctx, s.rdb, calls, func(p redis.Pipeliner) {
+			for node, uids := range byNode {
+				p.SAdd(ctx, nodeUIDsKey(node), uids...)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("register routes: %w", err)
+		}
+	}
+	return nil
+}
+
+func registerCall(r Route) scriptCall {
+	v := r.Node + "|" + r.Device + "|" + strconv.FormatInt(r.ConnectedAt.UnixMilli(), 10)
+	return scriptCall{script: registerScript, keys: []string{routeKey(r.UID)}, args: []any{r.ConnID, v}}
+}
+
+// Unregister removes r's field, but only while it still names r.Node: the conn_id may meanwhile belong
+// to a route another node recorded. When r.Node has no other connection of the uid left, the uid leaves
+// the node's index. It reports whether a field was removed.
+func (s *Store) Unregister(ctx context.Context, r Route) (bool, error) {
+	if err := validIDs(r.UID, r.Node); err != nil {
+		return false, fmt.Errorf("unregister route: %w", err)
+	}
+	if r.ConnID == "" {
+		return false, fmt.Errorf("unregister route: %w: empty conn id", ErrInvalid)
+	}
+	n, err := s.remove(ctx, r.UID, r.Node, []string{r.ConnID})
+	if err != nil {
+		return n > 0, fmt.Errorf("unregister route: %w", err)
+	}
+	return n > 0, nil
+}
+
+// RemoveStale removes the connections connIDs of uid that still name node, for when node answered that
+// it does not hold them; it fixes node's index like Unregister and returns how many fields it removed.
+func (s *Store) RemoveStale(ctx context.Context, uid, node string, connIDs []string) (int, error) {
+	if err := validIDs(uid, node); err != nil {
+		return 0, fmt.Errorf("remove stale routes: %w", err)
+	}
+	if len(connIDs) == 0 {
+		return 0, nil
+	}
+	n, err := s.remove(ctx, uid, node, connIDs)
+	if err != nil {
+		return n, fmt.Errorf("remove stale routes: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Store) remove(ctx context.Context, uid, node string, connIDs []string) (int, error) {
+	args := make([]any, 0, 1+len(connIDs))
+	args = append(args, node)
+	for _, id := range connIDs {
+		args = append(args, id)
+	}
+	res, err := unregisterScript.Run(ctx, s.rdb, []string{routeKey(uid)}, args...).Int64Slice()
+	if err != nil {
+		return 0, err
+	}
+	if len(res) != 2 {
+		return 0, fmt.Errorf("unregister script answered %d values, want 2", len(res))
+	}
+	removed, left := int(res[0]), res[1]
+	// Also when nothing was removed: a retry after a failed index update converges this way.
+	if left == 0 {
+		if err := s.dropFromIndex(ctx, uid, node); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+// dropFromIndex removes uid from node's index after node's last route of uid went. The route hash and
+// the index sit on two slots, so nothing makes the two steps atomic: the node may register a new
+// connection of uid in between, and its SADD may land before this SREM. So the route hash is read again
+// after the SREM and the uid put back when node holds a connection of it. On one Redis server that
+// closes the race, since Register's pipeline writes the route before the index; on a cluster the two go
+// to different shards in parallel and a miss remains possible, which costs a route of a dead node that
+// push-route removes at the first push that finds the node gone.
+func (s *Store) dropFromIndex(ctx context.Context, uid, node string) error {
+	key := nodeUIDsKey(node)
+	if err := s.rdb.SRem(ctx, key, uid).Err(); err != nil {
+		return err
+	}
+	n, err := countScript.Run(ctx, s.rdb, []string{routeKey(uid)}, node).Int64()
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return s.rdb.SAdd(ctx, key, uid).Err()
+	}
+	return nil
+}
+
+// Lookup returns the routes of every uid in uids in one round trip, keyed by uid; uids without routes
+// are absent. Each uid's routes are ordered by connection time. Values that break the contract are
+// skipped and counted (see Malformed), so one bad field cannot fail a whole push.
+func (s *Store) Lookup(ctx context.Context, uids []string) (map[string][]Route, error) {
+	out := make(map[string][]Route)
+	if len(uids) == 0 {
+		return out, nil
+	}
+	calls := make([]scriptCall, 0, len(uids))
+	asked := make([]string, 0, len(uids)) // asked[i] is the uid of calls[i]
+	seen := make(map[string]struct{}, len(uids))
+	for _, uid := range uids {
+		if uid == "" {
+			return nil, fmt.Errorf("lookup routes: %w: empty uid", ErrInvalid)
+		}
+		if _, dup := seen[uid]; dup {
+			continue
+		}
+		seen[uid] = struct{}{}
+		asked = append(asked, uid)
+		calls = append(calls, scriptCall{script: lookupScript, keys: []string{routeKey(uid)}})
+	}
+	if err := runPipelined(ctx, s.rdb, calls, nil); err != nil {
+		return nil, fmt.Errorf("lookup routes: %w", err)
+	}
+	for i, c := range calls {
+		uid := asked[i]
+		kv, err := c.cmd.StringSlice()
+		if err != nil {
+			return nil, fmt.Errorf("lookup routes: %w", err)
+		}
+		var rs []Route
+		for i := 0; i+1 < len(kv); i += 2 {
+			r, ok := parseRoute(uid, kv[i], kv[i+1])
+			if !ok {
+				s.malformed.Add(1)
+				continue
+			}
+			rs = append(rs, r)
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		slices.SortFunc(rs, func(a, b Route) int {
+			return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt), cmp.Compare(a.ConnID, b.ConnID))
+		})
+		out[uid] = rs
+	}
+	return out, nil
+}
+
+// parseRoute reads a "node-id|device|connected_at_ms" value.
+func parseRoute(uid, connID, v string) (Route, bool) {
+	node, rest, ok := strings.Cut(v, "|")
+	if !ok || node == "" {
+		return Route{}, false
+	}
+	device, ms, ok := strings.Cut(rest, "|")
+	if !ok {
+		return Route{}, false
+	}
+	at, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return Route{}, false
+	}
+	return Route{UID: uid, ConnID: connID, Node: node, Device: device, ConnectedAt: time.UnixMilli(at)}, true
+}
+
+// SweepNode removes every route of node, for when node has died, then its index, and returns how many
+// fields it removed. It walks the index in batches, one round trip each. Running it again, or from
+// several push-route instances at once, is safe: each field is removed, and counted, once. A node that
+// registers routes while it is swept may lose them; a swept node is expected to be dead.
+func (s *Store) SweepNode(ctx context.Context, node string) (int, error) {
+	if err := validNode(node); err != nil {
+		return 0, fmt.Errorf("sweep node: %w", err)
+	}
+	key := nodeUIDsKey(node)
+	removed := 0
+	// SSCAN rather than SPOP: a sweeper that dies halfway leaves the index whole for the next one.
+	var cursor uint64
+	for {
+		uids, next, err := s.rdb.SScan(ctx, key, cursor, "", sweepBatch).Result()
+		if err != nil {
+			return removed, fmt.Errorf("sweep node: %w", err)
+		}
+		if len(uids) > 0 {
+			calls := make([]scriptCall, len(uids))
+			for i, uid := range uids {
+				calls[i] = scriptCall{script: sweepScript, keys: []string{routeKey(uid)}, args: []any{node}}
+			}
+			if err := runPipelined(ctx, s.rdb, calls, nil); err != nil {
+				return removed, fmt.Errorf("sweep node: %w", err)
+			}
+			for _, c := range calls {
+				n, err := c.cmd.Int()
+				if err != nil {
+					return removed, fmt.Errorf("sweep node: %w", err)
+				}
+				removed += n
+			}
+		}
+		cursor = next
+		if cursor == 0 {
+			break
+		}
+	}
+	if err := s.rdb.Del(ctx, key).Err(); err != nil {
+		return removed, fmt.Errorf("sweep node: %w", err)
+	}
+	return removed, nil
+}
+
+// NodeUIDs lists the uids in node's index, for a node reconciling its routes with the connections it
+// really holds after a restart or a Redis outage. It reads the set in batches rather than with one
+// SMEMBERS so a large index does not stall Redis.
+func (s *Store) NodeUIDs(ctx context.Context, node string) ([]string, error) {
+	if err := validNode(node); err != nil {
+		return nil, fmt.Errorf("list node uids: %w", err)
+	}
+	key := nodeUIDsKey(node)
+	var out []string
+	seen := make(map[string]struct{})
+	var cursor uint64
+	for {
+		uids, next, err := s.rdb.SScan(ctx, key, cursor, "", scanBatch).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list node uids: %w", err)
+		}
+		// SSCAN may return an element more than once.
+		for _, uid := range uids {
+			if _, dup := seen[uid]; !dup {
+				seen[uid] = struct{}{}
+				out = append(out, uid)
+			}
+		}
+		cursor = next
+		if cursor == 0 {
+			return out, nil
+		}
+	}
+}
+
+// Ping checks that Redis answers, for readiness probes.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping redis: %w", err)
+	}
+	return nil
+}
+
+func validRoute(r Route) error {
+	if err := validIDs(r.UID, r.Node); err != nil {
+		return err
+	}
+	if r.ConnID == "" {
+		return fmt.Errorf("%w: empty conn id", ErrInvalid)
+	}
+	// The separator inside a device would shift the fields of the stored value.
+	if strings.Contains(r.Device, "|") {
+		return fmt.Errorf("%w: device %q contains |", ErrInvalid, r.Device)
+	}
+	return nil
+}
+
+func validIDs(uid, node string) error {
+	if uid == "" {
+		return fmt.Errorf("%w: empty uid", ErrInvalid)
+	}
+	return validNode(node)
+}
+
+// validNode rejects node ids that would break the value format or the compare-and-delete prefix match.
+func validNode(node string) error {
+	if node == "" {
+		return fmt.Errorf("%w: empty node id", ErrInvalid)
+	}
+	if strings.Contains(node, "|") {
+		return fmt.Errorf("%w: node id %q contains |", ErrInvalid, node)
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+// Package wire defines the WebSocket frames between devices and push-servers (DESIGN.md contract) and
+// the internal messages between push-route and push-servers. Every frame is one JSON object with a
+// "type"; unknown fields are ignored so either side may add some.
+package wire
+
+import "encoding/json"
+
+// Frame types.
+const (
+	// Server → client.
+	TypeWelcome   = "welcome"
+	TypePush      = "push"
+	TypePong      = "pong"
+	TypeUpAck     = "up_ack"
+	TypeError     = "error"
+	TypeReconnect = "reconnect"
+	// Client → server.
+	TypePing = "ping"
+	TypeAck  = "ack"
+	TypeUp   = "up"
+)
+
+// Error codes carried by error frames.
+const (
+	CodeMalformed   = "malformed_frame"   // not a JSON object with a string "type"
+	CodeUnknownType = "unknown_type"      // a type the server does not know
+	CodeBadRequest  = "invalid_frame"     // a known type with missing or bad fields
+	CodeUnsupported = "unsupported"       // a known type this server does not serve (yet)
+	CodeRateLimited = "rate_limited"      // too many frames; slow down
+	CodeReplaced    = "replaced"          // the user opened more connections than allowed; this, the oldest, closes
+	CodeTooLarge    = "payload_too_large" // data over the configured limit
+	CodeUnavailable = "unavailable"       // a dependency failed; retry the same frame later
+)
+
+// WebSocket close codes the push-server uses (RFC 6455 and the IANA registry).
+const (
+	CloseNormal         = 1000
+	CloseGoingAway      = 1001
+	CloseProtocolError  = 1002
+	CloseUnsupported    = 1003
+	CloseInvalidPayload = 1007 // bad UTF-8 in a text frame
+	ClosePolicy         = 1008 // sustained abuse (rate), idle timeout
+	CloseTooBig         = 1009 // frame over the size limit
+	CloseInternal       = 1011
+	CloseServiceRestart = 1012 // drain: the node is going away, reconnect elsewhere
+	CloseTryAgainLater  = 1013 // slow consumer (write queue overflowed), or a dependency failed at connect
+	CloseReplaced       = 4001 // the user opened more connections than allowed; do not reconnect at once
+)
+
+// Welcome is the first frame on every connection.
+type Welcome struct {
+	Type       string `json:"type"`
+	ConnID     string `json:"conn_id"`
+	Node       string `json:"node"`
+	UID        string `json:"uid"`
+	HeartbeatS int    `json:"heartbeat_s"`
+}
+
+// Push carries one message to a device. TS is unix milliseconds.
+type Push struct {
+	Type string          `json:"type"`
+	ID   string          `json:"id"`
+	Data json.RawMessage `json:"data"`
+	TS   int64           `json:"ts"`
+}
+
+// UpAck confirms that an upstream message with the client's Ref is safely stored under ID.
+type UpAck struct {
+	Type string `json:"type"`
+	Ref  string `json:"ref"`
+	ID   string `json:"id"`
+}
+
+// Error reports a problem with a frame (Ref names it when it had one) or with the connection.
+type Error struct {
+	Type    string `json:"type"`
+	Ref     string `json:"ref,omitempty"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Reconnect asks the client to connect again (through login) because this node is going away.
+type Reconnect struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+}
+
+// Inbound is any client → server frame; which fields matter depends on Type.
+type Inbound struct {
+	Type string          `json:"type"`
+	ID   string          `json:"id,omitempty"`   // ack
+	Ref  string          `json:"ref,omitempty"`  // up
+	Data json.RawMessage `json:"data,omitempty"` // up
+}
+
+// Message is one push as push-route hands it to push-servers. TS is unix milliseconds.
+type Message struct {
+	ID   string          `json:"id"`
+	Data json.RawMessage `json:"data"`
+	TS   int64           `json:"ts"`
+}
+
+// PushFrame is the frame that delivers m to a device.
+func (m Message) PushFrame() Push {
+	return Push{Type: TypePush, ID: m.ID, Data: m.Data, TS: m.TS}
+}

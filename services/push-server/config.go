@@ -1,0 +1,105 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/config"
+)
+
+// Config is push-server's configuration. Every field is a flag, and HERALD_<FLAG_NAME> in the
+// environment (see pkg/config); the defaults suit one node of the local stack.
+type Config struct {
+	NodeID           string
+	ListenAddr       string
+	InternalAddr     string
+	AdvertiseWSURL   string // what auth hands to devices; default ws://<listen-addr>/ws
+	AdvertiseIntURL  string // what push-route calls; default http://<internal-addr>
+	Weight           int
+	RedisAddr        string
+	ZooKeeper        string
+	ZKSessionTimeout time.Duration
+	PublicKeys       string // PEM text or file paths, comma-separated
+	InternalSecret   string
+	AllowedOrigins   []string
+
+	HeartbeatS       int
+	HandshakeTimeout time.Duration
+	MaxConns         int
+	MaxConnsPerUser  int
+	MaxFrame         int
+	MaxQueue         int
+	MsgRate          float64
+	MsgBurst         int
+	RateStrikes      int
+
+	Pollers         int
+	Workers         int
+	DrainBatch      int
+	DrainInterval   time.Duration
+	LogLevel        string
+	ShutdownTimeout time.Duration
+}
+
+func parseConfig(args []string, getenv func(string) string) (Config, error) {
+	var c Config
+	host, _ := os.Hostname()
+	var origins string
+	fs := flag.NewFlagSet("push-server", flag.ContinueOnError)
+	fs.StringVar(&c.NodeID, "node-id", "ps-"+host, "this node's id in ZooKeeper and Redis routes (letters, digits, ._:@-)")
+	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:8082", "public WebSocket listener (GET /ws)")
+	fs.StringVar(&c.InternalAddr, "internal-addr", "127.0.0.1:9082", "internal listener: deliver, broadcast, kick, stats, drain, /metrics, /healthz, /readyz")
+	fs.StringVar(&c.AdvertiseWSURL, "advertise-ws-url", "", "WebSocket URL devices are given (default ws://<listen-addr>/ws; behind a TLS load balancer, its wss:// URL)")
+	fs.StringVar(&c.AdvertiseIntURL, "advertise-internal-url", "", "internal URL push-route calls (default http://<internal-addr>)")
+	fs.IntVar(&c.Weight, "weight", 1, "share of new users relative to other nodes")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address (host:port; several, comma-separated, for Redis Cluster)")
+	fs.StringVar(&c.ZooKeeper, "zookeeper", "127.0.0.1:2181", "ZooKeeper connect string")
+	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", 10*time.Second, "ZooKeeper session timeout: a dead node's znode vanishes this long after it stops")
+	fs.StringVar(&c.PublicKeys, "jwt-public-keys", "", "Ed25519 public keys verifying tokens: PEM text or comma-separated file paths (required)")
+	fs.StringVar(&c.InternalSecret, "internal-secret", "", "shared secret for the internal API (required)")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin values browsers may connect from (empty: any; non-browser clients send none)")
+	fs.IntVar(&c.HeartbeatS, "heartbeat", 30, "heartbeat interval in seconds told to clients; silent for 3× this, a connection is closed")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 5*time.Second, "time allowed for the WebSocket upgrade")
+	fs.IntVar(&c.MaxConns, "max-conns", 1_000_000, "connections this node accepts (503 at upgrade above)")
+	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", 16, "connections per uid; the oldest gets an error frame \"replaced\" and is closed")
+	fs.IntVar(&c.MaxFrame, "max-frame", 64<<10, "largest inbound message in bytes (close 1009 above)")
+	fs.IntVar(&c.MaxQueue, "max-queue", 256<<10, "bytes queued for a slow client before it is closed (1013)")
+	fs.Float64Var(&c.MsgRate, "msg-rate", 20, "inbound messages per second per connection (error frame rate_limited above)")
+	fs.IntVar(&c.MsgBurst, "msg-burst", 40, "inbound message burst per connection")
+	fs.IntVar(&c.RateStrikes, "rate-strikes", 50, "refused messages in a row before the connection is closed (1008)")
+	fs.IntVar(&c.Pollers, "pollers", max(1, runtime.NumCPU()/2), "epoll instances")
+	fs.IntVar(&c.Workers, "workers", 64, "goroutines reading ready connections")
+	fs.IntVar(&c.DrainBatch, "drain-batch", 2000, "connections closed per step while draining")
+	fs.DurationVar(&c.DrainInterval, "drain-interval", 100*time.Millisecond, "pause between drain steps")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long a drain may take before the node exits anyway")
+	if err := config.Parse(fs, args, getenv); err != nil {
+		return Config{}, err
+	}
+	for _, o := range strings.Split(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
+	}
+	if c.AdvertiseWSURL == "" {
+		c.AdvertiseWSURL = "ws://" + c.ListenAddr + "/ws"
+	}
+	if c.AdvertiseIntURL == "" {
+		c.AdvertiseIntURL = "http://" + c.InternalAddr
+	}
+	switch {
+	case c.PublicKeys == "":
+		return Config{}, fmt.Errorf("-jwt-public-keys (%s) is required", config.EnvName("jwt-public-keys"))
+	case c.InternalSecret == "":
+		return Config{}, fmt.Errorf("-internal-secret (%s) is required", config.EnvName("internal-secret"))
+	case strings.Contains(c.NodeID, "|") || c.NodeID == "":
+		return Config{}, fmt.Errorf("-node-id %q: must be non-empty and must not contain |", c.NodeID)
+	case c.HeartbeatS < 1:
+		return Config{}, fmt.Errorf("-heartbeat must be at least 1 second")
+	}
+	return c, nil
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/discovery"
+	"github.com/heraldpush/herald/pkg/wire"
+	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
+)
+
+// drain empties the node before it exits: it leaves auth's ring (draining in ZooKeeper), tells every
+// client to reconnect, then closes connections with 1012 in paced batches so the other nodes are not
+// hit by every client at once. It returns when no connection is left or the timeout passed.
+func (s *server) drain(reg *discovery.Registration, timeout time.Duration) {
+	if !s.draining.CompareAndSwap(false, true) {
+		return
+	}
+	start := time.Now()
+	conns, _ := s.hub.Count()
+	s.logger.Info("draining", "connections", conns)
+	if reg != nil {
+		if err := reg.SetDraining(true); err != nil {
+			s.logger.Warn("mark draining in zookeeper", "err", err)
+		}
+	}
+	msg, _ := json.Marshal(wire.Reconnect{Type: wire.TypeReconnect, Reason: "node draining"})
+	s.broadcast(wsconn.Prepare(msg))
+
+	deadline := start.Add(timeout)
+	for time.Now().Before(deadline) {
+		var all []*wsconn.Conn
+		s.hub.Each(1, func(c *wsconn.Conn) { all = append(all, c) })
+		if len(all) == 0 {
+			break
+		}
+		for i, c := range all {
+			c.Close(wire.CloseServiceRestart, "node draining")
+			if (i+1)%s.cfg.DrainBatch == 0 && i+1 < len(all) {
+				time.Sleep(s.cfg.DrainInterval)
+			}
+		}
+		// Closes finish on the workers; give them a moment before looking again.
+		time.Sleep(50 * time.Millisecond)
+	}
+	left, _ := s.hub.Count()
+	s.logger.Info("drained", "took", time.Since(start), "left", left)
+}

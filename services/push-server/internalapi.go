@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/health"
+	"github.com/heraldpush/herald/pkg/httpapi"
+	"github.com/heraldpush/herald/pkg/ident"
+	"github.com/heraldpush/herald/pkg/wire"
+	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// maxInternalBody bounds internal requests: a deliver call carries up to 1,000 uids and 64 KiB data.
+const maxInternalBody = 4 << 20
+
+// newInternalServer is the node's internal API, for push-route and admin, plus metrics and probes.
+// Every endpoint is listed here.
+func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check, drain func()) http.Handler {
+	guard := func(route string, h http.Handler) http.Handler {
+		return s.metrics.http.Wrap(s.logger, route, requireSecret(s.cfg.InternalSecret, h))
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST "+wire.PathDeliver, guard("deliver", handleDeliver(s)))
+	mux.Handle("POST "+wire.PathBroadcast, guard("broadcast", handleBroadcast(s)))
+	mux.Handle("POST "+wire.PathKick, guard("kick", handleKick(s)))
+	mux.Handle("GET "+wire.PathStats, guard("stats", handleStats(s)))
+	mux.Handle("POST "+wire.PathDrain, guard("drain", handleDrain(drain)))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /healthz", health.Healthz())
+	mux.Handle("GET /readyz", health.Readyz(2*time.Second, ready...))
+	return mux
+}
+
+func requireSecret(secret string, h http.Handler) http.Handler {
+	want := []byte(secret)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get(wire.SecretHeader))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnauthorized, "missing or wrong %s", wire.SecretHeader))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// prepare encodes m's push frame once for all its recipients.
+func prepare(m wire.Message) (*wsconn.Prepared, error) {
+	if m.ID == "" || len(m.Data) == 0 || !json.Valid(m.Data) {
+		return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "message needs an id and JSON data")
+	}
+	b, err := json.Marshal(m.PushFrame())
+	if err != nil {
+		return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "message: %v", err)
+	}
+	return wsconn.Prepare(b), nil
+}
+
+func handleDeliver(s *server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req wire.DeliverRequest
+		if err := httpapi.DecodeJSON(w, r, maxInternalBody, &req); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		p, err := prepare(req.Message)
+		if err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		resp := wire.DeliverResponse{Results: make([]wire.DeliverResult, len(req.UIDs))}
+		written := 0
+		for i, uid := range req.UIDs {
+			res := wire.DeliverResult{UID: uid, ConnIDs: []string{}}
+			for _, c := range s.hub.Conns(uid) {
+				res.ConnIDs = append(res.ConnIDs, s.connID(c))
+				if c.Write(p) == nil {
+					res.Delivered++
+				}
+			}
+			written += res.Delivered
+			resp.Results[i] = res
+		}
+		s.metrics.pushed.Add(float64(written))
+		httpapi.WriteJSON(w, http.StatusOK, resp)
+	})
+}
+
+func handleBroadcast(s *server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req wire.BroadcastRequest
+		if err := httpapi.DecodeJSON(w, r, maxInternalBody, &req); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		p, err := prepare(req.Message)
+		if err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		n := s.broadcast(p)
+		s.metrics.pushed.Add(float64(n))
+		httpapi.WriteJSON(w, http.StatusOK, wire.BroadcastResponse{Delivered: n})
+	})
+}
+
+// broadcast writes p to every connection, the shards in parallel, and returns how many took it.
+func (s *server) broadcast(p *wsconn.Prepared) int {
+	var ok atomic.Int64
+	s.hub.Each(runtime.GOMAXPROCS(0), func(c *wsconn.Conn) {
+		if c.Write(p) == nil {
+			ok.Add(1)
+		}
+	})
+	return int(ok.Load())
+}
+
+func handleKick(s *server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req wire.KickRequest
+		if err := httpapi.DecodeJSON(w, r, maxInternalBody, &req); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		if err := ident.Check("uid", req.UID); err != nil {
+			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err))
+			return
+		}
+		reason := req.Reason
+		if reason == "" {
+			reason = "kicked by an operator"
+		}
+		conns := s.hub.Conns(req.UID)
+		for _, c := range conns {
+			c.Close(wire.ClosePolicy, reason)
+		}
+		s.logger.Info("kicked user", "uid", req.UID, "connections", len(conns), "reason", reason)
+		httpapi.WriteJSON(w, http.StatusOK, wire.KickResponse{Closed: len(conns)})
+	})
+}
+
+func handleStats(s *server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, s.stats())
+	})
+}
+
+func (s *server) stats() wire.Stats {
+	conns, users := s.hub.Count()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return wire.Stats{
+		Node:        s.cfg.NodeID,
+		Connections: conns,
+		Users:       users,
+		Draining:    s.draining.Load(),
+		RSSBytes:    residentBytes(),
+		HeapBytes:   ms.HeapAlloc,
+		Goroutines:  runtime.NumGoroutine(),
+	}
+}
+
+// residentBytes reads the process's resident set size from /proc (0 where there is none).
+func residentBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
+}
+
+func handleDrain(drain func()) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		go drain()
+		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"status": "draining"})
+	})
+}
+
+func readyChecks(s *server, zkCheck func(context.Context) error) []health.Check {
+	return []health.Check{
+		{Name: "redis", Probe: func(ctx context.Context) error { return s.routes.store.Ping(ctx) }},
+		{Name: "zookeeper", Probe: zkCheck},
+	}
+}

@@ -1,0 +1,179 @@
+// Command push-server holds devices' WebSocket connections. It verifies their tokens at upgrade,
+// keeps them in a sharded session table served from epoll (no goroutine per idle connection), records
+// where each user is connected in Redis, announces itself in ZooKeeper, and delivers what push-route
+// hands it over the internal API.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldpush/herald/pkg/discovery"
+	"github.com/heraldpush/herald/pkg/routes"
+	"github.com/heraldpush/herald/pkg/service"
+	"github.com/heraldpush/herald/pkg/token"
+	"github.com/heraldpush/herald/pkg/wire"
+	"github.com/heraldpush/herald/services/push-server/internal/hub"
+	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "push-server:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := parseConfig(args, getenv)
+	if err != nil {
+		return err
+	}
+	logger, err := service.NewLogger(stdout, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	logger = logger.With("service", "push-server", "node", cfg.NodeID)
+
+	keys, err := token.LoadPublicKeys(splitKeys(cfg.PublicKeys)...)
+	if err != nil {
+		return fmt.Errorf("jwt public keys: %w", err)
+	}
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:        strings.Split(cfg.RedisAddr, ","),
+		DialTimeout:  2 * time.Second,
+		ReadTimeout:  2 * time.Second,
+		WriteTimeout: 2 * time.Second,
+	})
+	defer rdb.Close()
+	store := routes.NewStore(rdb)
+
+	s := &server{cfg: cfg, logger: logger, verifier: token.NewVerifier(keys...), hub: hub.New(cfg.MaxConnsPerUser)}
+	s.seq.Store(uint64(time.Now().UnixNano()))
+	s.pong, _ = json.Marshal(map[string]string{"type": wire.TypePong})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = newMetrics(reg, s)
+	s.routes = newRouteKeeper(store, cfg.NodeID, logger, s.metrics, s.localRoutes)
+
+	// Routes left by an earlier process with this node id name connections that no longer exist.
+	sweepCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if n, err := store.SweepNode(sweepCtx, cfg.NodeID); err != nil {
+		logger.Warn("could not sweep routes of an earlier run", "err", err)
+	} else if n > 0 {
+		logger.Info("swept routes of an earlier run", "routes", n)
+	}
+	cancel()
+
+	if s.engine, err = wsconn.NewEngine(wsconn.Config{Pollers: cfg.Pollers, Workers: cfg.Workers, MaxMessage: cfg.MaxFrame}, s); err != nil {
+		return err
+	}
+	defer s.engine.Close()
+
+	zk, err := discovery.Dial(cfg.ZooKeeper, cfg.ZKSessionTimeout, logger)
+	if err != nil {
+		return err
+	}
+	defer zk.Close()
+
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	defer stopBackground()
+	bg.Go(func() { s.routes.run(bgCtx, 4) })
+	bg.Go(func() { s.sweepIdle(bgCtx.Done()) })
+
+	var drainOnce sync.Once
+	drainReq := make(chan struct{})
+	requestDrain := func() { drainOnce.Do(func() { close(drainReq) }) }
+
+	internalLn, err := net.Listen("tcp", cfg.InternalAddr)
+	if err != nil {
+		return fmt.Errorf("listen internal %s: %w", cfg.InternalAddr, err)
+	}
+	internal := &http.Server{
+		Handler:           newInternalServer(s, reg, readyChecks(s, zk.Check), requestDrain),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go internal.Serve(internalLn)
+	defer shutdownHTTP(internal)
+
+	publicLn, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen public %s: %w", cfg.ListenAddr, err)
+	}
+	go s.acceptWS(publicLn)
+	defer publicLn.Close()
+	logger.Info("listening", "public", publicLn.Addr().String(), "internal", internalLn.Addr().String())
+
+	node := discovery.Node{
+		ID: cfg.NodeID, WSURL: cfg.AdvertiseWSURL, InternalURL: cfg.AdvertiseIntURL,
+		Weight: cfg.Weight, StartedAt: time.Now().UTC().Truncate(time.Second),
+	}
+	registration, err := zk.Register(ctx, node)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil // stopped before ZooKeeper ever answered
+		}
+		return err
+	}
+	logger.Info("registered in zookeeper", "ws_url", node.WSURL)
+
+	select {
+	case <-ctx.Done():
+	case <-drainReq:
+	}
+	s.drain(registration, cfg.ShutdownTimeout)
+	publicLn.Close()
+	s.routes.flush(10 * time.Second)
+	if err := registration.Deregister(); err != nil {
+		logger.Warn("deregister", "err", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func shutdownHTTP(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+}
+
+// splitKeys splits the -jwt-public-keys value into file paths, unless it is PEM text itself.
+func splitKeys(v string) []string {
+	if strings.Contains(v, "-----BEGIN") {
+		return []string{v}
+	}
+	return strings.Split(v, ",")
+}
+
+// localRoutes lists the routes of every local connection, for re-recording them in Redis.
+func (s *server) localRoutes() []routes.Route {
+	var mu sync.Mutex
+	var rs []routes.Route
+	s.hub.Each(2, func(c *wsconn.Conn) {
+		r := s.route(c)
+		mu.Lock()
+		rs = append(rs, r)
+		mu.Unlock()
+	})
+	return rs
+}

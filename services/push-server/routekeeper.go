@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/routes"
+)
+
+// routeKeeper keeps this node's routes in Redis matching its session table. Registering is
+// synchronous (a device is welcomed only once it can be reached); unregistering is queued and done by
+// a few background goroutines, so mass disconnects do not stall the readers. When Redis is
+// unreachable, connections stay open; once it answers again every local route is recorded anew and
+// routes of connections that closed meanwhile are removed.
+type routeKeeper struct {
+	store   *routes.Store
+	node    string
+	logger  *slog.Logger
+	metrics *metrics
+	// local lists this node's current routes, for re-recording them.
+	local func() []routes.Route
+
+	up     atomic.Bool
+	queue  chan routes.Route
+	inWork sync.WaitGroup
+
+	// mu guards lost: unregistrations that failed while Redis was down.
+	mu   sync.Mutex
+	lost bool
+}
+
+func newRouteKeeper(store *routes.Store, node string, logger *slog.Logger, m *metrics, local func() []routes.Route) *routeKeeper {
+	k := &routeKeeper{store: store, node: node, logger: logger, metrics: m, local: local, queue: make(chan routes.Route, 1<<16)}
+	k.up.Store(true)
+	return k
+}
+
+func (k *routeKeeper) healthy() bool { return k.up.Load() }
+
+func (k *routeKeeper) register(r routes.Route) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := k.store.Register(ctx, r)
+	if err != nil {
+		k.markDown(err)
+	}
+	return err
+}
+
+// unregister queues r's removal. A full queue means Redis is far behind; the route is then left for
+// the reconciliation after the next outage or for push-route, which removes routes a node disowns.
+func (k *routeKeeper) unregister(r routes.Route) {
+	k.inWork.Add(1)
+	select {
+	case k.queue <- r:
+	default:
+		k.inWork.Done()
+		k.metrics.routeErrors.WithLabelValues("unregister_dropped").Inc()
+		k.setLost()
+	}
+}
+
+func (k *routeKeeper) setLost() {
+	k.mu.Lock()
+	k.lost = true
+	k.mu.Unlock()
+}
+
+func (k *routeKeeper) markDown(err error) {
+	if k.up.CompareAndSwap(true, false) {
+		k.logger.Error("redis unreachable: refusing new connections, keeping existing ones", "err", err)
+	}
+	k.metrics.routeErrors.WithLabelValues("redis").Inc()
+}
+
+// run removes queued routes until ctx ends.
+func (k *routeKeeper) run(ctx context.Context, workers int) {
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case r := <-k.queue:
+					opCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+					if _, err := k.store.Unregister(opCtx, r); err != nil {
+						k.markDown(err)
+						k.setLost()
+					}
+					cancel()
+					k.inWork.Done()
+				}
+			}
+		})
+	}
+	wg.Go(func() { k.monitor(ctx) })
+	wg.Wait()
+}
+
+// flush waits until every queued removal is done or timeout passes.
+func (k *routeKeeper) flush(timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { k.inWork.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		k.logger.Warn("route removals still queued at shutdown; push-route will sweep them with the node", "queued", len(k.queue))
+	}
+}
+
+// monitor pings Redis every second and repairs the routes when it comes back.
+func (k *routeKeeper) monitor(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pingCtx, cancel := context.WithTimeout(ctx, time.Second)
+		err := k.store.Ping(pingCtx)
+		cancel()
+		if err != nil {
+			k.markDown(err)
+			continue
+		}
+		if k.up.Load() {
+			continue
+		}
+		if err := k.resync(ctx); err != nil {
+			k.logger.Warn("re-recording routes failed; will retry", "err", err)
+			continue
+		}
+		k.up.Store(true)
+		k.logger.Info("redis reachable again: routes re-recorded, accepting connections")
+	}
+}
+
+// resync records every local route and removes this node's routes that no local connection matches.
+func (k *routeKeeper) resync(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	local := k.local()
+	if err := k.store.RegisterAll(ctx, local); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	lost := k.lost
+	k.lost = false
+	k.mu.Unlock()
+	if !lost {
+		return nil
+	}
+	if err := k.reconcile(ctx, local); err != nil {
+		k.setLost()
+		return err
+	}
+	return nil
+}
+
+// reconcile removes this node's routes in Redis that no local connection holds any more.
+func (k *routeKeeper) reconcile(ctx context.Context, local []routes.Route) error {
+	held := make(map[string]bool, len(local))
+	for _, r := range local {
+		held[r.ConnID] = true
+	}
+	uids, err := k.store.NodeUIDs(ctx, k.node)
+	if err != nil {
+		return err
+	}
+	for start := 0; start < len(uids); start += 500 {
+		batch := uids[start:min(start+500, len(uids))]
+		found, err := k.store.Lookup(ctx, batch)
+		if err != nil {
+			return err
+		}
+		for uid, rs := range found {
+			var stale []string
+			for _, r := range rs {
+				if r.Node == k.node && !held[r.ConnID] {
+					stale = append(stale, r.ConnID)
+				}
+			}
+			if len(stale) > 0 {
+				if _, err := k.store.RemoveStale(ctx, uid, k.node, stale); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/token"
+	"github.com/heraldpush/herald/pkg/wire"
+	"github.com/heraldpush/herald/services/push-server/internal/hub"
+	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
+)
+
+// server is one push-server node: its connections and what it does with their frames.
+type server struct {
+	cfg      Config
+	logger   *slog.Logger
+	verifier *token.Verifier
+	hub      *hub.Hub
+	engine   *wsconn.Engine
+	routes   *routeKeeper
+	metrics  *metrics
+
+	// seq numbers connections; it starts at the start time in nanoseconds so conn ids stay unique
+	// across restarts of a node with the same id.
+	seq      atomic.Uint64
+	pending  atomic.Int64 // upgrades in progress, counted against MaxConns
+	draining atomic.Bool
+
+	pong []byte // the pong frame's JSON, encoded once
+}
+
+func (s *server) connID(c *wsconn.Conn) string {
+	return s.cfg.NodeID + ":" + strconv.FormatUint(c.ID, 36)
+}
+
+// OnMessage handles one frame from a device (wsconn.Handler).
+func (s *server) OnMessage(c *wsconn.Conn, payload []byte) {
+	s.metrics.framesIn.Inc()
+	if !c.Rate.Allow(time.Now().UnixNano(), float32(s.cfg.MsgRate), float32(s.cfg.MsgBurst)) {
+		s.metrics.rateLimited.Inc()
+		if int(c.Rate.Strikes) > s.cfg.RateStrikes {
+			c.Close(wire.ClosePolicy, "message rate exceeded")
+			return
+		}
+		s.sendError(c, "", wire.CodeRateLimited, "too many messages; slow down")
+		return
+	}
+	var in wire.Inbound
+	if err := json.Unmarshal(payload, &in); err != nil {
+		s.sendError(c, "", wire.CodeMalformed, "a frame must be a JSON object with a string \"type\"")
+		return
+	}
+	switch in.Type {
+	case wire.TypePing:
+		c.WriteFrame(s.pong)
+	case wire.TypeAck:
+		if in.ID == "" {
+			s.sendError(c, "", wire.CodeBadRequest, "ack needs the id of the push it acknowledges")
+			return
+		}
+		s.metrics.acks.Inc()
+	case wire.TypeUp:
+		s.sendError(c, in.Ref, wire.CodeUnsupported, "upstream messages are not accepted by this server yet")
+	case "":
+		s.sendError(c, "", wire.CodeMalformed, "a frame must be a JSON object with a string \"type\"")
+	default:
+		s.sendError(c, "", wire.CodeUnknownType, "unknown frame type "+strconv.Quote(in.Type))
+	}
+}
+
+func (s *server) sendError(c *wsconn.Conn, ref, code, msg string) {
+	b, _ := json.Marshal(wire.Error{Type: wire.TypeError, Ref: ref, Code: code, Message: msg})
+	c.WriteFrame(b)
+}
+
+// OnClose forgets a closed connection (wsconn.Handler).
+func (s *server) OnClose(c *wsconn.Conn, code int, reason string) {
+	removed, _ := s.hub.Remove(c)
+	if !removed {
+		return // evicted or never fully admitted: whoever removed it cleaned up
+	}
+	s.metrics.closed.WithLabelValues(closeLabel(code)).Inc()
+	s.routes.unregister(s.route(c))
+}
+
+func closeLabel(code int) string {
+	if code == 0 {
+		return "peer"
+	}
+	return strconv.Itoa(code)
+}
+
+// sweepIdle closes connections silent for three heartbeats, once per heartbeat: one coarse pass per
+// shard instead of a timer per connection.
+func (s *server) sweepIdle(stop <-chan struct{}) {
+	every := time.Duration(s.cfg.HeartbeatS) * time.Second
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			limit := now.Add(-3 * every).Unix()
+			s.hub.Each(2, func(c *wsconn.Conn) {
+				if c.LastSeen() < limit {
+					s.metrics.idleClosed.Inc()
+					c.Close(wire.ClosePolicy, "idle timeout")
+				}
+			})
+		}
+	}
+}

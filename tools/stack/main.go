@@ -40,6 +40,8 @@ type Stack struct {
 	APIKey        string       `json:"api_key"`
 	AdminUser     string       `json:"admin_user"`
 	AdminPassword string       `json:"admin_password"`
+	// InternalSecret guards the push-servers' internal API (an extension of the DESIGN.md fields).
+	InternalSecret string `json:"internal_secret"`
 	DemoUID       string       `json:"demo_uid"`
 	DemoPassword  string       `json:"demo_password"`
 	PushServers   []PushServer `json:"push_servers"`
@@ -60,8 +62,19 @@ type options struct {
 	dir      string
 	bin      string
 	logLevel string
-	authAddr string
-	authOps  string
+	basePort int
+}
+
+// addr is the loopback address of the service port at offset from the base port. Public listeners
+// sit at base+offset, internal ones 1000 above: 8080 push-route, 8081 auth, 8082 and 8083 the
+// push-servers, 8090 admin by default, so the README's examples work against any local stack. The
+// private servers take free ports, because nothing outside the stack needs to guess them.
+func (o options) addr(offset int, internal bool) string {
+	p := o.basePort + offset
+	if internal {
+		p += 1000
+	}
+	return fmt.Sprintf("127.0.0.1:%d", p)
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -73,10 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&o.dir, "dir", ".herald", "where the stack keeps its state, keys, logs and stack.json")
 	fs.StringVar(&o.bin, "bin", ".herald/bin", "directory holding the service binaries")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level of the services")
-	// Fixed ports by default, so the README's examples work against any local stack; the private
-	// servers take free ones because nothing outside the stack needs to guess them.
-	fs.StringVar(&o.authAddr, "auth-addr", "127.0.0.1:8081", "auth's public listener")
-	fs.StringVar(&o.authOps, "auth-internal-addr", "127.0.0.1:9081", "auth's internal listener")
+	fs.IntVar(&o.basePort, "base-port", 8080, "first public port of the services (internal ports are 1000 above)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -27,15 +28,16 @@ func TestStack(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin")
-	build := exec.Command("go", "build", "-o", bin+"/", "../../services/auth")
+	build := exec.Command("go", "build", "-o", bin+"/", "../../services/auth", "../../services/push-server")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build services: %v\n%s", err, out)
 	}
-	authAddr, authOps := freeAddr(t), freeAddr(t)
+	base := freePortRange(t, 20)
+	authAddr := fmt.Sprintf("127.0.0.1:%d", base+1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-dir", dir, "-bin", bin, "-auth-addr", authAddr, "-auth-internal-addr", authOps, "-log-level", "warn"},
+		done <- run(ctx, []string{"-dir", dir, "-bin", bin, "-base-port", fmt.Sprint(base), "-log-level", "warn"},
 			func(string) string { return "" }, io.Discard)
 	}()
 	stopped := false
@@ -81,10 +83,16 @@ func TestStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer zk.Close()
-	node := discovery.Node{ID: "ps-stack", WSURL: "ws://127.0.0.1:8082/ws", InternalURL: "http://127.0.0.1:9082", Weight: 1}
-	if _, err := zk.Register(ctx, node); err != nil {
-		t.Fatal(err)
+	if len(st.PushServers) != 2 {
+		t.Fatalf("push_servers %+v, want two", st.PushServers)
 	}
+	// Drain ps-1 so every token names ps-2, and check the stack's nodes answer their internal API.
+	req, _ := http.NewRequest(http.MethodPost, st.PushServers[0].InternalURL+"/internal/v1/drain", nil)
+	req.Header.Set("X-Herald-Internal-Secret", st.InternalSecret)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("drain ps-1: %v %v", resp, err)
+	}
+	node := st.PushServers[1]
 
 	pubKeys, err := token.LoadPublicKeys(filepath.Join(dir, "keys", "jwt-ed25519.pub.pem"))
 	if err != nil {
@@ -106,7 +114,9 @@ func TestStack(t *testing.T) {
 				if err := json.Unmarshal(b, &resp); err != nil {
 					t.Fatal(err)
 				}
-				break
+				if resp.Server.ID == node.ID {
+					break // auth has seen ps-1 drain
+				}
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: %d %s", name, status, b)
@@ -147,12 +157,26 @@ func post(t testing.TB, url, authz string, body any) (int, []byte) {
 	return resp.StatusCode, out
 }
 
-func freeAddr(t testing.TB) string {
+// freePortRange finds a base port whose public and internal ranges (base..base+n, +1000) are free.
+func freePortRange(t testing.TB, n int) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for attempt := 0; attempt < 50; attempt++ {
+		base := 20000 + rand.IntN(20000)
+		free := true
+		for p := base; p < base+n && free; p++ {
+			for _, port := range []int{p, p + 1000} {
+				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					free = false
+					break
+				}
+				ln.Close()
+			}
+		}
+		if free {
+			return base
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port range")
+	return 0
 }

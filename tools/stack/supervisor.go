@@ -85,7 +85,12 @@ func (s *supervisor) start(name, binary string, env map[string]string) error {
 		s.mu.Lock()
 		stopping := c.stopping
 		s.mu.Unlock()
-		if !stopping {
+		switch {
+		case stopping:
+		case err == nil:
+			// A clean exit is a decision (a drained push-server exits 0); the rest of the stack runs on.
+			s.logger.Info("service exited", "service", name)
+		default:
 			s.exited <- fmt.Errorf("%s: %v (log: %s)", name, err, filepath.Join(s.logDir, name+".log"))
 		}
 	}()

@@ -34,21 +34,21 @@ func main() {
 // Stack is what .herald/stack.json holds (DESIGN.md, "Running it"): the public face of a running
 // local stack.
 type Stack struct {
-	AuthURL       string       `json:"auth_url"`
-	PushAPIURL    string       `json:"push_api_url"`
-	AdminURL      string       `json:"admin_url"`
-	APIKey        string       `json:"api_key"`
-	AdminUser     string       `json:"admin_user"`
-	AdminPassword string       `json:"admin_password"`
+	AuthURL       string `json:"auth_url"`
+	PushAPIURL    string `json:"push_api_url"`
+	AdminURL      string `json:"admin_url"`
+	APIKey        string `json:"api_key"`
+	AdminUser     string `json:"admin_user"`
+	AdminPassword string `json:"admin_password"`
 	// InternalSecret guards the push-servers' internal API (an extension of the DESIGN.md fields).
-	InternalSecret string `json:"internal_secret"`
-	DemoUID       string       `json:"demo_uid"`
-	DemoPassword  string       `json:"demo_password"`
-	PushServers   []PushServer `json:"push_servers"`
-	RedisAddr     string       `json:"redis_addr"`
-	ZooKeeper     string       `json:"zookeeper"`
-	MySQLDSN      string       `json:"mysql_dsn"`
-	KafkaBrokers  []string     `json:"kafka_brokers"`
+	InternalSecret string       `json:"internal_secret"`
+	DemoUID        string       `json:"demo_uid"`
+	DemoPassword   string       `json:"demo_password"`
+	PushServers    []PushServer `json:"push_servers"`
+	RedisAddr      string       `json:"redis_addr"`
+	ZooKeeper      string       `json:"zookeeper"`
+	MySQLDSN       string       `json:"mysql_dsn"`
+	KafkaBrokers   []string     `json:"kafka_brokers"`
 }
 
 // PushServer is one push-server node of the stack.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ var (
 	sharedRedis *testenv.Redis
 	sharedZK    *testenv.ZooKeeper
 	signer      *token.Signer
+	signerKey   ed25519.PrivateKey
 	pubPEM      string
 )
 
@@ -44,7 +46,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	signer = token.NewSigner(priv, time.Hour)
+	signer, signerKey = token.NewSigner(priv, time.Hour), priv
 	b, err := token.MarshalPublicKeyPEM(pub)
 	if err != nil {
 		panic(err)
@@ -148,7 +150,9 @@ func (n *node) stop(t testing.TB) {
 		if ok && err != nil {
 			t.Errorf("node %s: run returned %v", n.id, err)
 		}
-		close(n.done)
+		if ok {
+			close(n.done)
+		}
 	case <-time.After(30 * time.Second):
 		t.Errorf("node %s did not stop within 30s", n.id)
 	}
@@ -348,3 +352,10 @@ type bufferedConn struct {
 }
 
 func (b bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func decodeJSON(t testing.TB, r io.Reader, v any) {
+	t.Helper()
+	if err := json.NewDecoder(r).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}

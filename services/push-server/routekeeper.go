@@ -23,9 +23,11 @@ type routeKeeper struct {
 	// local lists this node's current routes, for re-recording them.
 	local func() []routes.Route
 
-	up     atomic.Bool
-	queue  chan routes.Route
-	inWork sync.WaitGroup
+	up    atomic.Bool
+	queue chan routes.Route
+	// inWork counts queued removals not yet done; a counter rather than a WaitGroup because adds
+	// keep coming while flush waits.
+	inWork atomic.Int64
 
 	// mu guards lost: unregistrations that failed while Redis was down.
 	mu   sync.Mutex
@@ -57,7 +59,7 @@ func (k *routeKeeper) unregister(r routes.Route) {
 	select {
 	case k.queue <- r:
 	default:
-		k.inWork.Done()
+		k.inWork.Add(-1)
 		k.metrics.routeErrors.WithLabelValues("unregister_dropped").Inc()
 		k.setLost()
 	}
@@ -92,7 +94,7 @@ func (k *routeKeeper) run(ctx context.Context, workers int) {
 						k.setLost()
 					}
 					cancel()
-					k.inWork.Done()
+					k.inWork.Add(-1)
 				}
 			}
 		})
@@ -103,12 +105,13 @@ func (k *routeKeeper) run(ctx context.Context, workers int) {
 
 // flush waits until every queued removal is done or timeout passes.
 func (k *routeKeeper) flush(timeout time.Duration) {
-	done := make(chan struct{})
-	go func() { k.inWork.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		k.logger.Warn("route removals still queued at shutdown; push-route will sweep them with the node", "queued", len(k.queue))
+	deadline := time.Now().Add(timeout)
+	for k.inWork.Load() > 0 {
+		if time.Now().After(deadline) {
+			k.logger.Warn("route removals still queued at shutdown; push-route will sweep them with the node", "queued", k.inWork.Load())
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

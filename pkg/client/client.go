@@ -31,11 +31,15 @@ type Client struct {
 	pushes    chan wire.Push
 	errs      chan wire.Error
 	connected chan wire.Welcome
+	ups       *upTable // pending sends, shared by all connections
 	running   atomic.Bool
+	stopOnce  sync.Once
+	stopped   chan struct{} // closed when Run returns
 
-	// mu guards conn.
-	mu   sync.Mutex
-	conn *Conn // the current connection; nil between connections
+	// mu guards conn and changed.
+	mu      sync.Mutex
+	conn    *Conn         // the current connection; nil between connections
+	changed chan struct{} // closed and replaced whenever conn changes, so sends can wait for one
 }
 
 // New returns a client for cfg; nothing happens until Run.
@@ -46,6 +50,9 @@ func New(cfg Config) *Client {
 		pushes:    make(chan wire.Push, cfg.pushBuffer()),
 		errs:      make(chan wire.Error, errBuffer),
 		connected: make(chan wire.Welcome, connectedBuffer),
+		ups:       newUpTable(),
+		stopped:   make(chan struct{}),
+		changed:   make(chan struct{}),
 	}
 }
 
@@ -55,8 +62,8 @@ func New(cfg Config) *Client {
 // pushes with a ttl are replayed if they were not acked).
 func (c *Client) Pushes() <-chan wire.Push { return c.pushes }
 
-// Errors delivers the error frames of every connection; it is closed when Run returns. The oldest is
-// dropped when nobody reads them.
+// Errors delivers the error frames of every connection, except those that answer a pending Send;
+// it is closed when Run returns. The oldest is dropped when nobody reads them.
 func (c *Client) Errors() <-chan wire.Error { return c.errs }
 
 // Connected delivers the welcome frame of each new connection, so a caller can see which node the
@@ -83,6 +90,28 @@ func (c *Client) setCurrent(conn *Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.conn = conn
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// watch returns the current connection, or nil when there is none or it has ended already, and a
+// channel closed when that changes.
+func (c *Client) watch() (*Conn, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return nil, c.changed
+	}
+	select {
+	case <-c.conn.Done():
+		return nil, c.changed // Run clears it soon
+	default:
+		return c.conn, c.changed
+	}
+}
+
+func (c *Client) stop() {
+	c.stopOnce.Do(func() { close(c.stopped) })
 }
 
 // Run connects and stays connected until ctx ends, then closes the connection and returns nil. It
@@ -99,6 +128,7 @@ func (c *Client) setCurrent(conn *Conn) {
 // resets n, and a shorter one does not, so a server that accepts and drops at once is not hammered.
 func (c *Client) Run(ctx context.Context) error {
 	if err := c.cfg.validate(); err != nil {
+		c.stop()
 		return err
 	}
 	if !c.running.CompareAndSwap(false, true) {
@@ -108,6 +138,7 @@ func (c *Client) Run(ctx context.Context) error {
 		close(c.pushes)
 		close(c.errs)
 		close(c.connected)
+		c.stop()
 	}()
 
 	lo, hi := c.cfg.backoffBounds()
@@ -142,7 +173,7 @@ func (c *Client) Run(ctx context.Context) error {
 			sess, haveSess = s, true
 		}
 
-		conn, err := dial(ctx, c.cfg, sess, sinks{pushes: c.pushes, errs: c.errs})
+		conn, err := dial(ctx, c.cfg, sess, sinks{pushes: c.pushes, errs: c.errs, ups: c.ups})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -18,6 +18,7 @@ const (
 	DefaultHeartbeat      = 30 * time.Second
 	DefaultMaxMessageSize = 1 << 20
 	DefaultPushBuffer     = 64
+	DefaultUpTimeout      = 5 * time.Second
 )
 
 // Config says how to reach Herald and how to behave on a connection. The zero value of every
@@ -54,10 +55,16 @@ type Config struct {
 	// login call of a Client. Zero means DefaultDialTimeout.
 	DialTimeout time.Duration
 
-	// MinBackoff and MaxBackoff bound the delay between reconnection attempts of a Client. Zero
-	// means DefaultMinBackoff and DefaultMaxBackoff.
+	// MinBackoff and MaxBackoff bound the delay between reconnection attempts of a Client, and
+	// between resends of an up frame the server did not take (no answer, or a retryable error).
+	// Zero means DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
+
+	// UpTimeout is how long Client.Send waits for the server's up_ack before it sends the same up
+	// frame again. Resending is safe: the frame keeps its ref, from which the server derives the
+	// record id, so consumers see the message once. Zero means DefaultUpTimeout.
+	UpTimeout time.Duration
 
 	// MaxMessageSize is the largest message accepted from the server; a bigger one ends the
 	// connection with close 1009, so a broken or hostile server cannot make the client allocate
@@ -111,6 +118,8 @@ func (cfg Config) dialTimeout() time.Duration { return orDuration(cfg.DialTimeou
 func (cfg Config) writeTimeout() time.Duration {
 	return orDuration(cfg.WriteTimeout, DefaultWriteTimeout)
 }
+
+func (cfg Config) upTimeout() time.Duration { return orDuration(cfg.UpTimeout, DefaultUpTimeout) }
 
 func (cfg Config) backoffBounds() (lo, hi time.Duration) {
 	lo = orDuration(cfg.MinBackoff, DefaultMinBackoff)

@@ -98,7 +98,10 @@ type Conn struct {
 
 	pushes   chan wire.Push
 	errs     chan wire.Error
-	ownSinks bool // Dial's connections close their channels at the end; a Client's outlive them
+	ups      *upTable // where up_ack and error frames with a ref go to their sends
+	ownSinks bool     // Dial's connections close their channels at the end; a Client's outlive them
+
+	maxUp atomic.Int64 // the size of the largest up frame written; see refusedAsTooBig
 
 	// wmu serialises frame writes: pings, acks, pongs and the close frame come from different
 	// goroutines, and interleaved bytes would corrupt the stream.
@@ -118,10 +121,12 @@ type Conn struct {
 	done      chan struct{}
 }
 
-// sinks are the channels a connection delivers into: its own (Dial) or its Client's.
+// sinks are the channels a connection delivers into, and the sends waiting for answers: its own
+// (Dial) or its Client's.
 type sinks struct {
 	pushes chan wire.Push
 	errs   chan wire.Error
+	ups    *upTable
 	own    bool
 }
 
@@ -144,6 +149,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	c, err := dial(ctx, cfg, sess, sinks{
 		pushes: make(chan wire.Push, cfg.pushBuffer()),
 		errs:   make(chan wire.Error, errBuffer),
+		ups:    newUpTable(),
 		own:    true,
 	})
 	if err != nil {
@@ -199,6 +205,7 @@ func dial(ctx context.Context, cfg Config, sess Session, sk sinks) (*Conn, error
 		autoAck:      cfg.AutoAck,
 		pushes:       sk.pushes,
 		errs:         sk.errs,
+		ups:          sk.ups,
 		ownSinks:     sk.own,
 		closing:      make(chan struct{}),
 		hbDone:       make(chan struct{}),
@@ -268,8 +275,9 @@ func (c *Conn) Welcome() wire.Welcome { return c.welcome }
 func (c *Conn) Pushes() <-chan wire.Push { return c.pushes }
 
 // Errors delivers the error frames the server sent (a rejected frame, rate limiting, …) and is closed
-// when the connection ends. They are diagnostics, so the reader never waits for them: when nobody
-// reads and the buffer is full, the oldest is dropped.
+// when the connection ends. An error frame whose ref names a pending SendRef goes to that call
+// instead. They are diagnostics, so the reader never waits for them: when nobody reads and the buffer
+// is full, the oldest is dropped.
 func (c *Conn) Errors() <-chan wire.Error { return c.errs }
 
 // Done is closed when the connection has ended and its goroutines have stopped.
@@ -460,7 +468,20 @@ func (c *Conn) dispatch(p []byte) {
 			return
 		}
 		c.log.Debug("error frame", "code", e.Code, "message", e.Message, "ref", e.Ref)
+		if c.ups.fail(e) {
+			return
+		}
 		offer(c.errs, e)
+	case wire.TypeUpAck:
+		var a wire.UpAck
+		if err := json.Unmarshal(p, &a); err != nil {
+			c.log.Warn("undecodable up_ack frame", "err", err)
+			return
+		}
+		if !c.ups.ack(a) {
+			// The send gave up (its ctx ended) or an earlier attempt was acked already.
+			c.log.Debug("up_ack for no pending send", "ref", a.Ref, "id", a.ID)
+		}
 	case wire.TypeReconnect:
 		var r wire.Reconnect
 		_ = json.Unmarshal(p, &r)
@@ -469,8 +490,7 @@ func (c *Conn) dispatch(p []byte) {
 	case wire.TypePong:
 		// Liveness only: any frame resets the read deadline.
 	default:
-		// Frames are added to the protocol over time (up_ack answers up frames, which this client
-		// does not send); ignoring unknown ones keeps old clients working.
+		// Frames are added to the protocol over time; ignoring unknown ones keeps old clients working.
 		c.log.Debug("ignored frame", "type", head.Type)
 	}
 }

@@ -4,7 +4,7 @@
 GO       ?= go
 ALL      := github.com/heraldpush/herald/...
 BIN      := .herald/bin
-SERVICES := auth push-server
+SERVICES := auth push-route push-server
 
 .PHONY: run test deps build vet fmt-check
 
@@ -27,3 +27,9 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l pkg services tools migrations lua); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Load test against a running local stack (make run in another terminal), e.g.
+#   make loadgen LOADGEN_ARGS="-conns 18000 -node ps-1 -procs 3 -sources 4"
+.PHONY: loadgen
+loadgen:
+	$(GO) run ./tools/loadgen -stack .herald/stack.json $(LOADGEN_ARGS)

@@ -2,12 +2,16 @@ module github.com/heraldpush/herald/tools
 
 go 1.26.0
 
-require github.com/heraldpush/herald/pkg v0.0.0
+require (
+	github.com/gobwas/ws v1.5.0
+	github.com/heraldpush/herald/pkg v0.0.0
+)
 
 require (
 	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-sql-driver/mysql v1.10.1 // indirect
+	github.com/gobwas/httphead v0.1.0 // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/heraldpush/herald/migrations v0.0.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect

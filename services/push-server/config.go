@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -24,7 +25,8 @@ type Config struct {
 	ZooKeeper        string
 	ZKSessionTimeout time.Duration
 	PublicKeys       string // PEM text or file paths, comma-separated
-	InternalSecret   string
+	InternalSecret   string // guards this node's internal API; also sent on calls to push-route
+	PushRouteURL     string // push-route's internal listener: acks, pending messages
 	AllowedOrigins   []string
 
 	HeartbeatS       int
@@ -60,7 +62,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.ZooKeeper, "zookeeper", "127.0.0.1:2181", "ZooKeeper connect string")
 	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", 10*time.Second, "ZooKeeper session timeout: a dead node's znode vanishes this long after it stops")
 	fs.StringVar(&c.PublicKeys, "jwt-public-keys", "", "Ed25519 public keys verifying tokens: PEM text or comma-separated file paths (required)")
-	fs.StringVar(&c.InternalSecret, "internal-secret", "", "shared secret for the internal API (required)")
+	fs.StringVar(&c.InternalSecret, "internal-secret", "", "shared secret for the internal API (required); also sent on calls to push-route")
+	fs.StringVar(&c.PushRouteURL, "push-route-url", "http://127.0.0.1:9080", "base URL of push-route's internal listener: acks from devices go there in batches, and each new connection's pending offline messages come from there (calls carry -internal-secret)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin values browsers may connect from (empty: any; non-browser clients send none)")
 	fs.IntVar(&c.HeartbeatS, "heartbeat", 30, "heartbeat interval in seconds told to clients; silent for 3× this, a connection is closed")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 5*time.Second, "time allowed for the WebSocket upgrade")
@@ -98,8 +101,15 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("-internal-secret (%s) is required", config.EnvName("internal-secret"))
 	case strings.Contains(c.NodeID, "|") || c.NodeID == "":
 		return Config{}, fmt.Errorf("-node-id %q: must be non-empty and must not contain |", c.NodeID)
+	case !validBaseURL(c.PushRouteURL):
+		return Config{}, fmt.Errorf("-push-route-url %q: must be an http:// or https:// URL", c.PushRouteURL)
 	case c.HeartbeatS < 1:
 		return Config{}, fmt.Errorf("-heartbeat must be at least 1 second")
 	}
 	return c, nil
+}
+
+func validBaseURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.RawQuery == ""
 }

@@ -9,6 +9,7 @@ require (
 	github.com/heraldpush/herald/pkg v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
+	github.com/segmentio/kafka-go v0.4.51
 	golang.org/x/sys v0.49.0
 )
 

@@ -73,6 +73,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = newMetrics(reg, s)
 	s.routes = newRouteKeeper(store, cfg.NodeID, logger, s.metrics, s.localRoutes)
+	pushRoute := newPushRouteClient(cfg.PushRouteURL, cfg.InternalSecret)
+	defer pushRoute.http.CloseIdleConnections()
+	s.acks = newAckForwarder(pushRoute, logger, s.metrics, defaultAckOptions())
+	s.replays = newReplayer(pushRoute, logger, s.metrics, s.draining.Load)
 
 	// Routes left by an earlier process with this node id name connections that no longer exist.
 	sweepCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -100,6 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer stopBackground()
 	bg.Go(func() { s.routes.run(bgCtx, 4) })
 	bg.Go(func() { s.sweepIdle(bgCtx.Done()) })
+	bg.Go(func() { s.acks.run(bgCtx) })
+	bg.Go(func() { s.replays.run(bgCtx) })
 
 	var drainOnce sync.Once
 	drainReq := make(chan struct{})
@@ -144,6 +150,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	s.drain(registration, cfg.ShutdownTimeout)
 	publicLn.Close()
 	s.routes.flush(10 * time.Second)
+	// After the drain no connection is left to send acks (unless it timed out: later acks are not
+	// waited for, and their messages are replayed once more).
+	s.acks.flush(5 * time.Second)
 	if err := registration.Deregister(); err != nil {
 		logger.Warn("deregister", "err", err)
 	}

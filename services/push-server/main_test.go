@@ -94,6 +94,8 @@ func nodeEnv(t testing.TB, id string, o nodeOpts) (map[string]string, string, st
 	if o.zk == nil {
 		o.zk = sharedZK
 	}
+	// The stand-in push-route listens before the free ports are picked, so it cannot take one.
+	pushRoute := newFakePushRoute(t)
 	pub, internal := freeAddr(t), freeAddr(t)
 	env := map[string]string{
 		"HERALD_NODE_ID":            id,
@@ -106,6 +108,9 @@ func nodeEnv(t testing.TB, id string, o nodeOpts) (map[string]string, string, st
 		"HERALD_INTERNAL_SECRET":    secret,
 		"HERALD_LOG_LEVEL":          "warn",
 		"HERALD_WORKERS":            "8",
+		// A push-route that takes every ack and has nothing pending; tests of acks and replay set
+		// their own.
+		"HERALD_PUSH_ROUTE_URL": pushRoute.url,
 	}
 	for k, v := range o.env {
 		env[k] = v

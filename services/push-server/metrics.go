@@ -15,6 +15,14 @@ type metrics struct {
 	acks        prometheus.Counter
 	pushed      prometheus.Counter
 	routeErrors *prometheus.CounterVec
+
+	// Ack and offline (acks.go, replay.go).
+	acksForwarded    prometheus.Counter
+	ackBatchesFailed prometheus.Counter
+	acksDropped      *prometheus.CounterVec
+	replays          prometheus.Counter
+	replayed         prometheus.Counter
+	replayFailures   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *server) *metrics {
@@ -34,12 +42,31 @@ func newMetrics(reg prometheus.Registerer, s *server) *metrics {
 		routeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_route_errors_total", Help: "Redis route failures by kind.",
 		}, []string{"kind"}),
+		acksForwarded: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_acks_forwarded_total", Help: "Acks handed to push-route."}),
+		ackBatchesFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_ack_batches_failed_total", Help: "Ack batches push-route did not take (unreachable or an error); they are retried.",
+		}),
+		acksDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_acks_dropped_total",
+			Help: "Acks given up on, by reason: buffer_full, rejected (push-route refused the batch as malformed), shutdown. Their messages are replayed once more.",
+		}, []string{"reason"}),
+		replays:  prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_replays_total", Help: "New connections whose pending messages were fetched from push-route."}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_replayed_messages_total", Help: "Pending messages written to new connections."}),
+		replayFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_replay_failures_total",
+			Help: "Replays not done, by reason: push_route (pending list not fetched), stalled (client stopped reading), invalid_message (one message skipped).",
+		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.upgrades, m.closed, m.framesIn, m.rateLimited, m.idleClosed, m.acks, m.pushed, m.routeErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_ws_connections", Help: "Open connections."},
 			func() float64 { c, _ := s.hub.Count(); return float64(c) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_ws_users", Help: "Distinct users with an open connection."},
 			func() float64 { _, u := s.hub.Count(); return float64(u) }),
+		m.acksForwarded, m.ackBatchesFailed, m.acksDropped, m.replays, m.replayed, m.replayFailures,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_acks_buffered", Help: "Acks waiting to be handed to push-route."},
+			func() float64 { return float64(s.acks.buffered()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_replays_waiting", Help: "New connections waiting for their pending messages."},
+			func() float64 { return float64(s.replays.waiting()) }),
 	)
 	return m
 }

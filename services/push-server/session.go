@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldpush/herald/pkg/ident"
 	"github.com/heraldpush/herald/pkg/token"
 	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-server/internal/hub"
@@ -22,6 +23,8 @@ type server struct {
 	engine   *wsconn.Engine
 	routes   *routeKeeper
 	metrics  *metrics
+	acks     *ackForwarder // devices' acks, on their way to push-route
+	replays  *replayer     // pending messages for new connections
 
 	// seq numbers connections; it starts at the start time in nanoseconds so conn ids stay unique
 	// across restarts of a node with the same id.
@@ -57,11 +60,12 @@ func (s *server) OnMessage(c *wsconn.Conn, payload []byte) {
 	case wire.TypePing:
 		c.WriteFrame(s.pong)
 	case wire.TypeAck:
-		if in.ID == "" {
+		if in.ID == "" || len(in.ID) > ident.MaxLen { // no message id is longer
 			s.sendError(c, "", wire.CodeBadRequest, "ack needs the id of the push it acknowledges")
 			return
 		}
 		s.metrics.acks.Inc()
+		s.acks.add(wire.Ack{UID: c.UID, ID: in.ID})
 	case wire.TypeUp:
 		s.sendError(c, in.Ref, wire.CodeUnsupported, "upstream messages are not accepted by this server yet")
 	case "":

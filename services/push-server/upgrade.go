@@ -58,8 +58,8 @@ func (s *server) handshake(nc net.Conn) {
 	s.pending.Add(1)
 	admitted := false
 	defer func() {
-		s.pending.Add(-1)
 		if !admitted {
+			s.pending.Add(-1) // an admitted connection stops counting as pending in open
 			nc.Close()
 		}
 	}()
@@ -179,13 +179,16 @@ func detach(nc net.Conn) (int, error) {
 }
 
 // open admits an upgraded connection: session table, route, then the welcome and reading. Writes
-// that reach it before the welcome (a push right after the route is recorded) wait behind it.
+// that reach it before the welcome (a push right after the route is recorded) wait behind it. Last,
+// it queues the replay of the user's pending messages, which follows the welcome.
 func (s *server) open(fd int, hs handshakeState) {
 	c := wsconn.NewConn(fd, s.cfg.MaxQueue)
 	c.ID = s.seq.Add(1)
 	c.UID, c.Device, c.Binary = hs.claims.UID, hs.claims.Device, hs.binary
 	c.ConnectedAt = time.Now().UnixMilli()
-	for _, old := range s.hub.Add(c) {
+	evicted := s.hub.Add(c)
+	s.pending.Add(-1) // counted in the hub from now on, not twice while its route is recorded
+	for _, old := range evicted {
 		s.sendError(old, "", wire.CodeReplaced, "closed: this user opened too many connections")
 		old.Close(wire.CloseReplaced, "replaced by a newer connection")
 		s.metrics.closed.WithLabelValues("replaced").Inc()
@@ -211,6 +214,7 @@ func (s *server) open(fd int, hs handshakeState) {
 		return
 	}
 	s.metrics.upgrades.WithLabelValues("101").Inc()
+	s.replays.enqueue(c)
 }
 
 func (s *server) route(c *wsconn.Conn) routes.Route {

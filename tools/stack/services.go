@@ -39,6 +39,22 @@ func startServices(ctx context.Context, procs *supervisor, in infra, c credentia
 	}
 	stack.AuthURL = "http://" + o.addr(1, false)
 
+	if err := procs.start("push-route", "push-route", map[string]string{
+		"HERALD_LISTEN_ADDR":     o.addr(0, false),
+		"HERALD_INTERNAL_ADDR":   o.addr(0, true),
+		"HERALD_MYSQL_DSN":       in.mysql.DSN,
+		"HERALD_REDIS_ADDR":      in.redis.Addr,
+		"HERALD_ZOOKEEPER":       in.zk.Addr,
+		"HERALD_INTERNAL_SECRET": c.internalSecret,
+		"HERALD_LOG_LEVEL":       o.logLevel,
+	}); err != nil {
+		return stack, err
+	}
+	if err := procs.waitReady(ctx, "push-route", "http://"+o.addr(0, true)+"/readyz"); err != nil {
+		return stack, err
+	}
+	stack.PushAPIURL = "http://" + o.addr(0, false)
+
 	for i := range pushServers {
 		id := fmt.Sprintf("ps-%d", i+1)
 		ps := PushServer{ID: id, WSURL: "ws://" + o.addr(2+i, false) + "/ws", InternalURL: "http://" + o.addr(2+i, true)}
@@ -50,6 +66,7 @@ func startServices(ctx context.Context, procs *supervisor, in infra, c credentia
 			"HERALD_ZOOKEEPER":       in.zk.Addr,
 			"HERALD_JWT_PUBLIC_KEYS": c.publicKeyFile,
 			"HERALD_INTERNAL_SECRET": c.internalSecret,
+			"HERALD_PUSH_ROUTE_URL":  "http://" + o.addr(0, true),
 			"HERALD_LOG_LEVEL":       o.logLevel,
 		}); err != nil {
 			return stack, err

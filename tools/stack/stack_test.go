@@ -6,17 +6,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/heraldpush/herald/pkg/discovery"
+	"github.com/heraldpush/herald/pkg/client"
 	"github.com/heraldpush/herald/pkg/token"
 )
 
@@ -28,7 +28,7 @@ func TestStack(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin")
-	build := exec.Command("go", "build", "-o", bin+"/", "../../services/auth", "../../services/push-server")
+	build := exec.Command("go", "build", "-o", bin+"/", "../../services/auth", "../../services/push-server", "../../services/push-route")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build services: %v\n%s", err, out)
 	}
@@ -74,15 +74,10 @@ func TestStack(t *testing.T) {
 			t.Fatal("no stack.json after 90s")
 		}
 	}
-	if st.AuthURL != "http://"+authAddr || st.APIKey == "" || st.MySQLDSN == "" || st.ZooKeeper == "" || st.RedisAddr == "" || len(st.KafkaBrokers) == 0 || st.AdminPassword == "" {
+	if st.AuthURL != "http://"+authAddr || st.PushAPIURL == "" || st.APIKey == "" || st.MySQLDSN == "" || st.ZooKeeper == "" || st.RedisAddr == "" || len(st.KafkaBrokers) == 0 || st.AdminPassword == "" {
 		t.Fatalf("stack.json incomplete: %+v", st)
 	}
 
-	zk, err := discovery.Dial(st.ZooKeeper, 5*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zk.Close()
 	if len(st.PushServers) != 2 {
 		t.Fatalf("push_servers %+v, want two", st.PushServers)
 	}
@@ -99,7 +94,7 @@ func TestStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	verifier := token.NewVerifier(pubKeys...)
-	check := func(name, path, authz string, body map[string]string, wantUID string) {
+	check := func(name, path, authz string, body map[string]string, wantUID string) string {
 		var resp struct {
 			Token  string
 			Server struct {
@@ -130,8 +125,28 @@ func TestStack(t *testing.T) {
 		if resp.Server.ID != node.ID || resp.Server.WSURL != node.WSURL {
 			t.Fatalf("%s: server %+v, want %+v", name, resp.Server, node)
 		}
+		return resp.Token
 	}
-	check("dev key", "/v1/tokens", "Bearer "+st.APIKey, map[string]string{"uid": "user-42", "device": "phone"}, "user-42")
+	tok := check("dev key", "/v1/tokens", "Bearer "+st.APIKey, map[string]string{"uid": "user-42", "device": "phone"}, "user-42")
+
+	// The README's walk-through: a device connects with the token, a backend pushes to it.
+	dev, err := client.Dial(ctx, client.Config{Token: tok, WSURL: node.WSURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	status, b := post(t, st.PushAPIURL+"/v1/push", "Bearer "+st.APIKey, map[string]any{"uids": []string{"user-42"}, "data": map[string]string{"text": "hello"}})
+	if status != http.StatusOK || !strings.Contains(string(b), `"delivered":1`) {
+		t.Fatalf("push: %d %s", status, b)
+	}
+	select {
+	case p := <-dev.Pushes():
+		if string(p.Data) != `{"text":"hello"}` {
+			t.Fatalf("push %+v", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the device got no push")
+	}
 	check("demo login", "/v1/login", "", map[string]string{"uid": st.DemoUID, "password": st.DemoPassword, "device": "laptop"}, st.DemoUID)
 
 	stop()

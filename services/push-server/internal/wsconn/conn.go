@@ -43,6 +43,9 @@ type Conn struct {
 	// sched counts readiness events not yet handled; the worker that takes it from 0 to 1 owns the
 	// reads until it brings it back to 0, so one connection is never read by two workers.
 	sched atomic.Int32
+	// pause is pauseNone, pauseAsked (the handler asked; the worker has not stopped yet) or
+	// pauseParked (no worker reads the connection until Resume).
+	pause atomic.Int32
 	// rd is the partly received frame or message; nil while none is pending, so idle connections
 	// hold no read buffer. Only the owning worker touches it.
 	rd *readState
@@ -58,7 +61,8 @@ type Conn struct {
 }
 
 type readState struct {
-	partial []byte // bytes of an incomplete frame
+	partial []byte // bytes of an incomplete frame, or unhandled frames when resume is set
+	resume  bool   // partial holds frames received before a pause
 	msg     []byte // payload of a fragmented message so far
 	msgOp   byte   // its opcode; 0 when no message is fragmented
 }

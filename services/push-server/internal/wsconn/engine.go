@@ -146,13 +146,18 @@ func (e *Engine) work() {
 	}
 }
 
-// serve reads c until the socket is drained and no new readiness arrived meanwhile.
+// serve reads c until the socket is drained and no new readiness arrived meanwhile, or until the
+// handler paused the connection.
 func (e *Engine) serve(c *Conn) {
 	for {
 		seen := c.sched.Load()
-		if done := e.readAll(c); done {
+		done, parked := e.readAll(c)
+		if done {
 			e.release(c)
 			return // sched stays above 0: no worker will take this connection again
+		}
+		if parked {
+			return // sched stays above 0 too; Resume hands the connection to a worker again
 		}
 		if c.sched.CompareAndSwap(seen, 0) {
 			return
@@ -160,9 +165,21 @@ func (e *Engine) serve(c *Conn) {
 	}
 }
 
-// readAll reads until EAGAIN and handles every complete frame. It returns true when the connection is
-// finished (the peer closed, a read failed or the server closed it).
-func (e *Engine) readAll(c *Conn) bool {
+// readAll reads until EAGAIN and handles every complete frame. done is true when the connection is
+// finished (the peer closed, a read failed or the server closed it); parked when the handler paused it.
+func (e *Engine) readAll(c *Conn) (done, parked bool) {
+	// Frames received before a pause and not handled yet come first.
+	if c.rd != nil && c.rd.resume {
+		c.rd.resume = false
+		data := c.rd.partial
+		c.rd.partial = nil
+		if e.frames(c, data) {
+			return true, false
+		}
+		if c.park() {
+			return false, true
+		}
+	}
 	bp := e.bufs.Get().(*[]byte)
 	defer e.bufs.Put(bp)
 	for {
@@ -179,15 +196,18 @@ func (e *Engine) readAll(c *Conn) bool {
 		n, err := unix.Read(c.fd, buf[start:])
 		switch {
 		case err == unix.EAGAIN:
-			return c.closing()
+			return c.closing(), false
 		case err == unix.EINTR:
 			continue
 		case err != nil || n == 0:
-			return true
+			return true, false
 		}
 		c.lastSeen.Store(time.Now().Unix())
 		if e.frames(c, buf[:start+n]) {
-			return true
+			return true, false
+		}
+		if c.park() {
+			return false, true
 		}
 	}
 }
@@ -222,6 +242,13 @@ func (e *Engine) frames(c *Conn, data []byte) bool {
 		ws.Cipher(payload, h.mask, 0)
 		if done := e.frame(c, h, payload); done {
 			return true
+		}
+		if len(data) > 0 && c.pause.Load() != pauseNone {
+			// Keep the rest for after Resume; it was read already, so no readiness event will
+			// announce it again.
+			e.keepPartial(c, data, len(data))
+			c.rd.resume = true
+			return false
 		}
 	}
 	if c.rd != nil {

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/config"
+	"github.com/heraldpush/herald/pkg/httpapi"
+)
+
+// Config is push-route's configuration. Every field is a flag, and HERALD_<FLAG_NAME> in the
+// environment (see pkg/config); the defaults suit the local stack.
+type Config struct {
+	ListenAddr       string
+	InternalAddr     string
+	MySQLDSN         string
+	RedisAddr        string
+	ZooKeeper        string
+	ZKSessionTimeout time.Duration
+	InternalSecret   string
+	MaxBody          int64
+	MaxData          int
+	MaxUIDs          int
+	MaxTTL           time.Duration
+	NodeTimeout      time.Duration
+	KeyCacheTTL      time.Duration
+	IdempotencyTTL   time.Duration
+	LogLevel         string
+	ShutdownTimeout  time.Duration
+}
+
+func parseConfig(args []string, getenv func(string) string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("push-route", flag.ContinueOnError)
+	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:8080", "public push API listener")
+	fs.StringVar(&c.InternalAddr, "internal-addr", "127.0.0.1:9080", "internal listener: push-servers' acks and pending lookups, /metrics, /healthz, /readyz")
+	fs.StringVar(&c.MySQLDSN, "mysql-dsn", "root@tcp(127.0.0.1:3306)/herald", "MySQL DSN (go-sql-driver/mysql form)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address (comma-separated for Redis Cluster)")
+	fs.StringVar(&c.ZooKeeper, "zookeeper", "127.0.0.1:2181", "ZooKeeper connect string")
+	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", 10*time.Second, "ZooKeeper session timeout")
+	fs.StringVar(&c.InternalSecret, "internal-secret", "", "shared secret of the internal APIs (required)")
+	fs.Int64Var(&c.MaxBody, "max-body", httpapi.DefaultMaxBody, "largest request body in bytes (413 above)")
+	fs.IntVar(&c.MaxData, "max-data", 64<<10, "largest push data in bytes, as JSON (413 above)")
+	fs.IntVar(&c.MaxUIDs, "max-uids", 1000, "uids per push call (400 above)")
+	fs.DurationVar(&c.MaxTTL, "max-ttl", 30*24*time.Hour, "longest ttl_s accepted")
+	fs.DurationVar(&c.NodeTimeout, "node-timeout", 2*time.Second, "time allowed for one push-server call; a slower node's users count as not delivered")
+	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", 10*time.Second, "how long a verified API key is trusted without asking MySQL (a revoked key works this long)")
+	fs.DurationVar(&c.IdempotencyTTL, "idempotency-window", 24*time.Hour, "how long a caller id of a message without ttl is remembered")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
+	if err := config.Parse(fs, args, getenv); err != nil {
+		return Config{}, err
+	}
+	if c.InternalSecret == "" {
+		return Config{}, fmt.Errorf("-internal-secret (%s) is required", config.EnvName("internal-secret"))
+	}
+	return c, nil
+}

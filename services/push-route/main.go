@@ -1,0 +1,120 @@
+// Command push-route is Herald's push API. A business system names uids and data; push-route stores
+// the message first when it has a ttl, finds every connection of those users in Redis in one round
+// trip, and hands the message to each owning push-server in one call per node. It also keeps the
+// offline inboxes: acked messages are cleared, pending ones replayed when a device connects.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldpush/herald/pkg/apikey"
+	"github.com/heraldpush/herald/pkg/discovery"
+	"github.com/heraldpush/herald/pkg/mysqldb"
+	"github.com/heraldpush/herald/pkg/routes"
+	"github.com/heraldpush/herald/pkg/service"
+	"github.com/heraldpush/herald/services/push-route/internal/inbox"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "push-route:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := parseConfig(args, getenv)
+	if err != nil {
+		return err
+	}
+	logger, err := service.NewLogger(stdout, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	logger = logger.With("service", "push-route")
+
+	db, err := mysqldb.Open(ctx, cfg.MySQLDSN)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := mysqldb.Migrate(ctx, db, logger); err != nil {
+		return err
+	}
+	store := inbox.NewStore(db)
+	store.IdempotencyWindow = cfg.IdempotencyTTL
+
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:        strings.Split(cfg.RedisAddr, ","),
+		DialTimeout:  2 * time.Second,
+		ReadTimeout:  2 * time.Second,
+		WriteTimeout: 2 * time.Second,
+		PoolSize:     128,
+	})
+	defer rdb.Close()
+	routeStore := routes.NewStore(rdb)
+
+	zk, err := discovery.Dial(cfg.ZooKeeper, cfg.ZKSessionTimeout, logger)
+	if err != nil {
+		return err
+	}
+	defer zk.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := newMetrics(reg)
+	nodes := newNodeDirectory(routeStore, logger, m, zk.Check)
+	disp := newDispatcher(routeStore, nodes, cfg.InternalSecret, cfg.NodeTimeout, logger, m)
+
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	defer stopBackground()
+	bg.Go(func() { zk.Watch(bgCtx, nodes.update) })
+	bg.Go(func() { disp.cleanStale(bgCtx) })
+	bg.Go(func() { expireLoop(bgCtx, store, logger) })
+
+	deps := serverDeps{
+		dispatcher: disp,
+		inbox:      store,
+		keys:       newKeyCache(apikey.NewStore(db), cfg.KeyCacheTTL),
+		metrics:    m,
+		ready:      readyChecks(db, routeStore, zk.Check),
+	}
+	return service.Serve(ctx, logger, cfg.ShutdownTimeout,
+		service.Listener{Name: "public", Addr: cfg.ListenAddr, Handler: NewServer(logger, cfg, deps)},
+		service.Listener{Name: "internal", Addr: cfg.InternalAddr, Handler: newInternalServer(logger, cfg, deps, reg)},
+	)
+}
+
+// expireLoop deletes expired pending messages once a minute.
+func expireLoop(ctx context.Context, store *inbox.Store, logger *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if _, err := store.Expire(ctx, now); err != nil {
+				logger.Warn("expire pending messages", "err", err)
+			}
+		}
+	}
+}

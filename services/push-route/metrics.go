@@ -1,0 +1,36 @@
+package main
+
+import (
+	"github.com/heraldpush/herald/pkg/httpapi"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	http         *httpapi.Metrics
+	pushes       prometheus.Counter
+	broadcasts   prometheus.Counter
+	deliveries   prometheus.Counter
+	acks         prometheus.Counter
+	nodeErrors   *prometheus.CounterVec
+	staleRemoved prometheus.Counter
+	staleDropped prometheus.Counter
+	swept        prometheus.Counter
+	liveNodes    prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		http:         httpapi.NewMetrics(reg),
+		pushes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_requests_total", Help: "Accepted push calls."}),
+		broadcasts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_broadcasts_total", Help: "Accepted broadcast calls."}),
+		deliveries:   prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_deliveries_total", Help: "Connections written by pushes and broadcasts."}),
+		acks:         prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_acks_total", Help: "Acks received from push-servers."}),
+		nodeErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_push_node_errors_total", Help: "Failed calls to push-servers by node."}, []string{"node"}),
+		staleRemoved: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_stale_routes_removed_total", Help: "Routes removed because their node did not hold the connection."}),
+		staleDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_stale_routes_dropped_total", Help: "Stale-route removals dropped because the queue was full."}),
+		swept:        prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_swept_routes_total", Help: "Routes swept from dead push-servers."}),
+		liveNodes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_push_live_nodes", Help: "Push-servers live in ZooKeeper."}),
+	}
+	reg.MustRegister(m.pushes, m.broadcasts, m.deliveries, m.acks, m.nodeErrors, m.staleRemoved, m.staleDropped, m.swept, m.liveNodes)
+	return m
+}

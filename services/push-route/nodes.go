@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/discovery"
+	"github.com/heraldpush/herald/pkg/routes"
+)
+
+// nodeDirectory is the live push-servers as ZooKeeper shows them. When a node vanishes, its routes are
+// swept from Redis: SweepNode is idempotent, so every push-route instance may do it.
+type nodeDirectory struct {
+	routes  *routes.Store
+	logger  *slog.Logger
+	metrics *metrics
+	// connected reports whether the ZooKeeper view is current; while it is not, the last known nodes
+	// stay, and nothing is swept on the strength of a list that may just be empty for lack of a session.
+	connected func(context.Context) error
+
+	// mu guards nodes and sweeping.
+	mu       sync.RWMutex
+	nodes    map[string]discovery.Node
+	sweeping map[string]bool
+}
+
+func newNodeDirectory(store *routes.Store, logger *slog.Logger, m *metrics, connected func(context.Context) error) *nodeDirectory {
+	return &nodeDirectory{routes: store, logger: logger, metrics: m, connected: connected, nodes: map[string]discovery.Node{}, sweeping: map[string]bool{}}
+}
+
+// update takes a new list from the ZooKeeper watch.
+func (d *nodeDirectory) update(nodes []discovery.Node) {
+	if err := d.connected(context.Background()); err != nil {
+		d.logger.Warn("zookeeper view not current; keeping the last known push-servers", "err", err)
+		return
+	}
+	next := make(map[string]discovery.Node, len(nodes))
+	for _, n := range nodes {
+		next[n.ID] = n
+	}
+	d.mu.Lock()
+	var gone []string
+	for id := range d.nodes {
+		if _, ok := next[id]; !ok {
+			gone = append(gone, id)
+		}
+	}
+	d.nodes = next
+	d.mu.Unlock()
+	d.metrics.liveNodes.Set(float64(len(next)))
+	for _, id := range gone {
+		d.sweep(id)
+	}
+}
+
+func (d *nodeDirectory) get(id string) (discovery.Node, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	n, ok := d.nodes[id]
+	return n, ok
+}
+
+func (d *nodeDirectory) all() []discovery.Node {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]discovery.Node, 0, len(d.nodes))
+	for _, n := range d.nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+// sweep removes a dead node's routes in the background, once at a time per node.
+func (d *nodeDirectory) sweep(id string) {
+	d.mu.Lock()
+	if d.sweeping[id] {
+		d.mu.Unlock()
+		return
+	}
+	d.sweeping[id] = true
+	d.mu.Unlock()
+	go func() {
+		defer func() {
+			d.mu.Lock()
+			delete(d.sweeping, id)
+			d.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		n, err := d.routes.SweepNode(ctx, id)
+		if err != nil {
+			d.logger.Error("sweep dead push-server's routes", "node", id, "err", err)
+			return
+		}
+		d.metrics.swept.Add(float64(n))
+		d.logger.Info("swept dead push-server's routes", "node", id, "routes", n)
+	}()
+}

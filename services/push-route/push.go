@@ -1,0 +1,227 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/heraldpush/herald/pkg/httpapi"
+	"github.com/heraldpush/herald/pkg/ident"
+	"github.com/heraldpush/herald/pkg/wire"
+	"github.com/heraldpush/herald/services/push-route/internal/inbox"
+)
+
+type pushRequest struct {
+	UIDs []string        `json:"uids"`
+	Data json.RawMessage `json:"data"`
+	TTLS int64           `json:"ttl_s"`
+	ID   string          `json:"id"`
+}
+
+type pushResult struct {
+	UID       string `json:"uid"`
+	Delivered int    `json:"delivered"`
+	Stored    bool   `json:"stored"`
+}
+
+type pushResponse struct {
+	ID      string       `json:"id"`
+	Results []pushResult `json:"results"`
+	// Duplicate is true when a call with this id was made before: nothing new was stored or delivered.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+type broadcastRequest struct {
+	Data json.RawMessage `json:"data"`
+}
+
+type broadcastResponse struct {
+	ID        string `json:"id"`
+	Delivered int    `json:"delivered"`
+}
+
+// limits are the push API's bounds, all configurable.
+type limits struct {
+	maxBody int64
+	maxData int
+	maxUIDs int
+	maxTTL  time.Duration
+}
+
+// validate checks a push request and returns its uids without repeats, in their order.
+func (l limits) validate(req *pushRequest) ([]string, error) {
+	switch {
+	case len(req.UIDs) == 0:
+		return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "uids must list at least one uid")
+	case len(req.UIDs) > l.maxUIDs:
+		return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "at most %d uids per call", l.maxUIDs)
+	}
+	if err := l.checkData(req.Data); err != nil {
+		return nil, err
+	}
+	if req.TTLS < 0 || time.Duration(req.TTLS)*time.Second > l.maxTTL {
+		return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "ttl_s must be between 0 and %d", int64(l.maxTTL/time.Second))
+	}
+	if req.ID != "" {
+		if err := ident.Check("id", req.ID); err != nil {
+			return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err)
+		}
+	}
+	uids := make([]string, 0, len(req.UIDs))
+	seen := make(map[string]bool, len(req.UIDs))
+	for _, uid := range req.UIDs {
+		if err := ident.Check("uid", uid); err != nil {
+			return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err)
+		}
+		if !seen[uid] {
+			seen[uid] = true
+			uids = append(uids, uid)
+		}
+	}
+	return uids, nil
+}
+
+func (l limits) checkData(data json.RawMessage) error {
+	switch {
+	case len(data) == 0 || string(data) == "null":
+		return httpapi.Errorf(httpapi.CodeInvalidRequest, "data is required (any JSON value but null)")
+	case len(data) > l.maxData:
+		return &httpapi.Error{Code: httpapi.CodeBodyTooLarge, Message: "data is larger than the limit of " + strconv.Itoa(l.maxData) + " bytes"}
+	}
+	return nil
+}
+
+func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store, m *metrics) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		trace := traceID(ctx)
+		var req pushRequest
+		if err := httpapi.DecodeJSON(w, r, l.maxBody, &req); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		uids, err := l.validate(&req)
+		if err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		now := time.Now()
+		msg := wire.Message{ID: req.ID, Data: req.Data, TS: now.UnixMilli()}
+		if msg.ID == "" {
+			msg.ID = ulid.Make().String()
+		}
+		ttl := time.Duration(req.TTLS) * time.Second
+
+		// Stored before any delivery: once this returns, a crash loses nothing the 200 promises.
+		if req.ID != "" || ttl > 0 {
+			err := store.Save(ctx, msg, uids, ttl, now)
+			if errors.Is(err, inbox.ErrDuplicate) {
+				respondDuplicate(w, r, logger, store, msg.ID, uids, now)
+				return
+			}
+			if err != nil {
+				logger.Error("store message", "id", msg.ID, "err", err, "trace_id", trace)
+				httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnavailable, "message store unavailable, retry later"))
+				return
+			}
+		}
+
+		delivered, err := d.deliver(ctx, trace, msg, uids)
+		if err != nil {
+			logger.Error("route lookup", "id", msg.ID, "err", err, "trace_id", trace)
+			if ttl == 0 {
+				httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnavailable, "route directory unavailable, retry later"))
+				return
+			}
+			// The message is stored; devices get it when they next connect.
+			delivered = map[string]int{}
+		}
+		resp := pushResponse{ID: msg.ID, Results: make([]pushResult, len(uids))}
+		total := 0
+		for i, uid := range uids {
+			resp.Results[i] = pushResult{UID: uid, Delivered: delivered[uid], Stored: ttl > 0}
+			total += delivered[uid]
+		}
+		m.pushes.Inc()
+		m.deliveries.Add(float64(total))
+		logger.Info("push", "id", msg.ID, "uids", len(uids), "delivered", total, "ttl_s", req.TTLS, "trace_id", trace)
+		httpapi.WriteJSON(w, http.StatusOK, resp)
+	})
+}
+
+func respondDuplicate(w http.ResponseWriter, r *http.Request, logger *slog.Logger, store *inbox.Store, id string, uids []string, now time.Time) {
+	pending, err := store.PendingFor(r.Context(), id, now)
+	if err != nil {
+		logger.Error("pending for duplicate", "id", id, "err", err)
+		pending = map[string]bool{}
+	}
+	resp := pushResponse{ID: id, Duplicate: true, Results: make([]pushResult, len(uids))}
+	for i, uid := range uids {
+		resp.Results[i] = pushResult{UID: uid, Stored: pending[uid]}
+	}
+	logger.Info("duplicate push ignored", "id", id, "trace_id", traceID(r.Context()))
+	httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+func handleBroadcast(logger *slog.Logger, l limits, d *dispatcher, m *metrics) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req broadcastRequest
+		if err := httpapi.DecodeJSON(w, r, l.maxBody, &req); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		if err := l.checkData(req.Data); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		msg := wire.Message{ID: ulid.Make().String(), Data: req.Data, TS: time.Now().UnixMilli()}
+		n := d.broadcast(r.Context(), traceID(r.Context()), msg)
+		m.broadcasts.Inc()
+		m.deliveries.Add(float64(n))
+		logger.Info("broadcast", "id", msg.ID, "delivered", n, "trace_id", traceID(r.Context()))
+		httpapi.WriteJSON(w, http.StatusOK, broadcastResponse{ID: msg.ID, Delivered: n})
+	})
+}
+
+type connection struct {
+	ConnID      string    `json:"conn_id"`
+	Node        string    `json:"node"`
+	Device      string    `json:"device"`
+	ConnectedAt time.Time `json:"connected_at"`
+}
+
+type connectionsResponse struct {
+	UID         string       `json:"uid"`
+	Connections []connection `json:"connections"`
+}
+
+func handleConnections(logger *slog.Logger, d *dispatcher) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		uid := r.PathValue("uid")
+		if err := ident.Check("uid", uid); err != nil {
+			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err))
+			return
+		}
+		found, err := d.routes.Lookup(r.Context(), []string{uid})
+		if err != nil {
+			logger.Error("route lookup", "err", err)
+			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnavailable, "route directory unavailable, retry later"))
+			return
+		}
+		resp := connectionsResponse{UID: uid, Connections: []connection{}}
+		for _, rt := range found[uid] {
+			if _, live := d.nodes.get(rt.Node); !live {
+				continue // a dead node's route, swept soon
+			}
+			resp.Connections = append(resp.Connections, connection{ConnID: rt.ConnID, Node: rt.Node, Device: rt.Device, ConnectedAt: rt.ConnectedAt.UTC()})
+		}
+		slices.SortFunc(resp.Connections, func(a, b connection) int { return a.ConnectedAt.Compare(b.ConnectedAt) })
+		httpapi.WriteJSON(w, http.StatusOK, resp)
+	})
+}

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/routes"
+	"github.com/heraldpush/herald/pkg/wire"
+)
+
+func TestPushReachesDevicesOnTwoNodes(t *testing.T) {
+	phone := device(t, nodeA, "two-nodes", "phone")
+	laptop := device(t, nodeB, "two-nodes", "laptop")
+	resp := push(t, map[string]any{"uids": []string{"two-nodes", "nobody-here"}, "data": map[string]string{"text": "hi"}})
+	if resp.ID == "" || len(resp.Results) != 2 {
+		t.Fatalf("response %+v", resp)
+	}
+	if r := resp.Results[0]; r.UID != "two-nodes" || r.Delivered != 2 || r.Stored {
+		t.Fatalf("result %+v, want 2 delivered, not stored", r)
+	}
+	if r := resp.Results[1]; r.Delivered != 0 || r.Stored {
+		t.Fatalf("unknown uid result %+v", r)
+	}
+	for _, c := range []interface{ Pushes() <-chan wire.Push }{phone, laptop} {
+		select {
+		case p := <-c.Pushes():
+			if p.ID != resp.ID || string(p.Data) != `{"text":"hi"}` {
+				t.Fatalf("push %+v", p)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a device got nothing")
+		}
+	}
+}
+
+func TestStaleRouteIsCleanedAndMessageStored(t *testing.T) {
+	// A route that names a live node which does not hold the connection: the classic lost message.
+	store := routeStore(t)
+	ghost := routes.Route{UID: "ghost", ConnID: "ps-a:doesnotexist", Node: "ps-a", Device: "old", ConnectedAt: time.Now()}
+	if err := store.Register(context.Background(), ghost); err != nil {
+		t.Fatal(err)
+	}
+	resp := push(t, map[string]any{"uids": []string{"ghost"}, "data": "hello", "ttl_s": 600})
+	if r := resp.Results[0]; r.Delivered != 0 || !r.Stored {
+		t.Fatalf("result %+v, want not delivered and stored", r)
+	}
+	eventually(t, "stale route removed", func() error {
+		got, err := store.Lookup(context.Background(), []string{"ghost"})
+		if err != nil || len(got["ghost"]) != 0 {
+			return fmt.Errorf("routes %+v %v", got, err)
+		}
+		return nil
+	})
+	// The stored message reaches the user when a device connects.
+	c := device(t, nodeB, "ghost", "new")
+	if p := nextPush(t, c); p.ID != resp.ID {
+		t.Fatalf("replayed %+v, want %s", p, resp.ID)
+	}
+}
+
+func TestOfflineReplayAndAck(t *testing.T) {
+	first := push(t, map[string]any{"uids": []string{"offline-user"}, "data": 1, "ttl_s": 600})
+	second := push(t, map[string]any{"uids": []string{"offline-user"}, "data": 2, "ttl_s": 600})
+	expired := push(t, map[string]any{"uids": []string{"offline-user"}, "data": 3, "ttl_s": 1})
+	if !first.Results[0].Stored || first.Results[0].Delivered != 0 {
+		t.Fatalf("result %+v", first.Results[0])
+	}
+	time.Sleep(1100 * time.Millisecond) // let the third one expire
+
+	c := device(t, nodeA, "offline-user", "phone")
+	for _, want := range []string{first.ID, second.ID} {
+		if p := nextPush(t, c); p.ID != want {
+			t.Fatalf("replayed %s, want %s (in order, expired ones dropped; expired was %s)", p.ID, want, expired.ID)
+		}
+	}
+	noPush(t, c, 300*time.Millisecond)
+	if err := c.Ack(context.Background(), first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ack(context.Background(), second.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Acks reach push-route within a second (DESIGN.md); a new connection gets nothing again.
+	eventually(t, "acks cleared the inbox", func() error {
+		var n int
+		openDB(t).QueryRow("SELECT COUNT(*) FROM inbox WHERE uid = 'offline-user' AND expires_at > NOW(3)").Scan(&n)
+		if n != 0 {
+			return fmt.Errorf("%d pending", n)
+		}
+		return nil
+	})
+	c.Close()
+	again := device(t, nodeB, "offline-user", "tablet")
+	noPush(t, again, 500*time.Millisecond)
+}
+
+func TestAckedByAnyDeviceClearsIt(t *testing.T) {
+	a := device(t, nodeA, "multi", "a")
+	b := device(t, nodeB, "multi", "b")
+	resp := push(t, map[string]any{"uids": []string{"multi"}, "data": "x", "ttl_s": 600})
+	if resp.Results[0].Delivered != 2 || !resp.Results[0].Stored {
+		t.Fatalf("result %+v", resp.Results[0])
+	}
+	nextPush(t, a)
+	nextPush(t, b)
+	if err := b.Ack(context.Background(), resp.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "pending cleared", func() error {
+		var n int
+		openDB(t).QueryRow("SELECT COUNT(*) FROM inbox WHERE uid = 'multi'").Scan(&n)
+		if n != 0 {
+			return fmt.Errorf("%d pending", n)
+		}
+		return nil
+	})
+}
+
+func TestIdempotentCallerID(t *testing.T) {
+	c := device(t, nodeA, "idem", "d")
+	body := map[string]any{"uids": []string{"idem"}, "data": "once", "ttl_s": 600, "id": "order-42-shipped"}
+	first := push(t, body)
+	second := push(t, body)
+	if first.ID != "order-42-shipped" || second.ID != first.ID || !second.Duplicate || first.Duplicate {
+		t.Fatalf("first %+v second %+v", first, second)
+	}
+	if second.Results[0].Delivered != 0 || !second.Results[0].Stored {
+		t.Fatalf("repeat result %+v, want nothing delivered, still stored", second.Results[0])
+	}
+	nextPush(t, c)
+	noPush(t, c, 300*time.Millisecond)
+	var n int
+	openDB(t).QueryRow("SELECT COUNT(*) FROM inbox WHERE message_id = 'order-42-shipped'").Scan(&n)
+	if n != 1 {
+		t.Fatalf("%d inbox rows, want 1", n)
+	}
+	// Without a ttl too.
+	body = map[string]any{"uids": []string{"idem"}, "data": "once", "id": "no-ttl-1"}
+	push(t, body)
+	if again := push(t, body); !again.Duplicate {
+		t.Fatalf("repeat without ttl not recognised: %+v", again)
+	}
+	nextPush(t, c)
+	noPush(t, c, 300*time.Millisecond)
+}
+
+func TestBroadcastAndConnections(t *testing.T) {
+	a := device(t, nodeA, "bc-1", "phone")
+	b := device(t, nodeB, "bc-2", "laptop")
+	r := call(t, http.MethodPost, "/v1/broadcast", apiKey, map[string]any{"data": "to everyone"}, nil)
+	var resp broadcastResponse
+	json.Unmarshal(r.body, &resp)
+	if r.status != 200 || resp.ID == "" || resp.Delivered < 2 {
+		t.Fatalf("broadcast: %d %s", r.status, r.body)
+	}
+	for _, c := range []interface{ Pushes() <-chan wire.Push }{a, b} {
+		select {
+		case p := <-c.Pushes():
+			if p.ID != resp.ID {
+				t.Fatalf("push %+v", p)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("broadcast missed a device")
+		}
+	}
+
+	r = call(t, http.MethodGet, "/v1/users/bc-1/connections", apiKey, nil, nil)
+	var conns connectionsResponse
+	json.Unmarshal(r.body, &conns)
+	if r.status != 200 || conns.UID != "bc-1" || len(conns.Connections) != 1 {
+		t.Fatalf("connections: %d %s", r.status, r.body)
+	}
+	got := conns.Connections[0]
+	if got.ConnID != a.Welcome().ConnID || got.Node != "ps-a" || got.Device != "phone" || time.Since(got.ConnectedAt) > time.Minute {
+		t.Fatalf("connection %+v", got)
+	}
+	if !strings.Contains(string(r.body), `"connected_at":"20`) {
+		t.Fatalf("connected_at not RFC 3339: %s", r.body)
+	}
+}
+
+func TestTraceID(t *testing.T) {
+	body := map[string]any{"uids": []string{"tracer"}, "data": 1}
+	r := call(t, http.MethodPost, "/v1/push", apiKey, body, http.Header{"X-Request-Id": {"req-123"}})
+	if r.header.Get("X-Request-Id") != "req-123" {
+		t.Fatalf("X-Request-Id %q", r.header.Get("X-Request-Id"))
+	}
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	r = call(t, http.MethodPost, "/v1/push", apiKey, body, http.Header{"Traceparent": {tp}})
+	if r.header.Get("X-Request-Id") != "4bf92f3577b34da6a3ce929d0e0e4736" || r.header.Get("Traceparent") != tp {
+		t.Fatalf("headers %v", r.header)
+	}
+	r = call(t, http.MethodPost, "/v1/push", apiKey, body, nil)
+	if len(r.header.Get("X-Request-Id")) != 32 {
+		t.Fatalf("no generated trace id: %v", r.header)
+	}
+}
+
+func TestPushBadInput(t *testing.T) {
+	many := make([]string, 51)
+	for i := range many {
+		many[i] = fmt.Sprint("u", i)
+	}
+	tests := []struct {
+		name   string
+		key    string
+		body   any
+		status int
+		code   string
+	}{
+		{"no key", "", map[string]any{"uids": []string{"a"}, "data": 1}, 401, "unauthorized"},
+		{"wrong key", "hk_wrong", map[string]any{"uids": []string{"a"}, "data": 1}, 401, "unauthorized"},
+		{"malformed json", apiKey, `{"uids":`, 400, "malformed_json"},
+		{"empty uids", apiKey, map[string]any{"uids": []string{}, "data": 1}, 400, "invalid_request"},
+		{"no uids", apiKey, map[string]any{"data": 1}, 400, "invalid_request"},
+		{"too many uids", apiKey, map[string]any{"uids": many, "data": 1}, 400, "invalid_request"},
+		{"bad uid", apiKey, map[string]any{"uids": []string{"a|b"}, "data": 1}, 400, "invalid_request"},
+		{"no data", apiKey, map[string]any{"uids": []string{"a"}}, 400, "invalid_request"},
+		{"null data", apiKey, `{"uids":["a"],"data":null}`, 400, "invalid_request"},
+		{"data too large", apiKey, map[string]any{"uids": []string{"a"}, "data": strings.Repeat("x", 2000)}, 413, "body_too_large"},
+		{"negative ttl", apiKey, map[string]any{"uids": []string{"a"}, "data": 1, "ttl_s": -1}, 400, "invalid_request"},
+		{"ttl too long", apiKey, map[string]any{"uids": []string{"a"}, "data": 1, "ttl_s": 365 * 86400}, 400, "invalid_request"},
+		{"bad caller id", apiKey, map[string]any{"uids": []string{"a"}, "data": 1, "id": "has space"}, 400, "invalid_request"},
+		{"body over 1 MiB", apiKey, `{"uids":["a"],"data":"` + strings.Repeat("x", 1<<20) + `"}`, 413, "body_too_large"},
+		{"unknown fields and unknown uids are fine", apiKey, map[string]any{"uids": []string{"never-seen"}, "data": 1, "extra": true}, 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := call(t, http.MethodPost, "/v1/push", tt.key, tt.body, nil)
+			if r.status != tt.status || r.code() != tt.code {
+				t.Fatalf("got %d %s, want %d %q", r.status, r.body, tt.status, tt.code)
+			}
+			if r.header.Get("Content-Type") != "application/json" {
+				t.Fatalf("Content-Type %q", r.header.Get("Content-Type"))
+			}
+		})
+	}
+	if r := call(t, http.MethodPost, "/v1/broadcast", apiKey, map[string]any{}, nil); r.status != 400 {
+		t.Fatalf("broadcast without data: %d %s", r.status, r.body)
+	}
+	if r := call(t, http.MethodGet, "/v1/users/bad%7Cuid/connections", apiKey, nil, nil); r.status != 400 {
+		t.Fatalf("connections of a bad uid: %d %s", r.status, r.body)
+	}
+	if r := call(t, http.MethodGet, "/v1/nope", apiKey, nil, nil); r.status != 404 || r.code() != "not_found" {
+		t.Fatalf("unknown path: %d %s", r.status, r.body)
+	}
+}
+
+// TestDeadNodeIsSwept kills a push-server outright: its routes are swept once its znode is gone, and
+// pushes report its users offline.
+func TestDeadNodeIsSwept(t *testing.T) {
+	ps, err := startPushServer("ps-doomed", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.kill()
+	device(t, ps, "doomed-user", "d")
+	if r := push(t, map[string]any{"uids": []string{"doomed-user"}, "data": 1}); r.Results[0].Delivered != 1 {
+		t.Fatalf("before the kill: %+v", r.Results[0])
+	}
+	ps.kill()
+	store := routeStore(t)
+	eventually(t, "dead node's routes swept", func() error {
+		got, err := store.Lookup(context.Background(), []string{"doomed-user"})
+		if err != nil || len(got["doomed-user"]) != 0 {
+			return fmt.Errorf("routes %+v %v", got, err)
+		}
+		return nil
+	})
+	if r := push(t, map[string]any{"uids": []string{"doomed-user"}, "data": 1, "ttl_s": 60}); r.Results[0].Delivered != 0 || !r.Results[0].Stored {
+		t.Fatalf("after the kill: %+v, want offline and stored", r.Results[0])
+	}
+}

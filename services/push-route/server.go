@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldpush/herald/pkg/health"
+	"github.com/heraldpush/herald/pkg/httpapi"
+	"github.com/heraldpush/herald/pkg/routes"
+	"github.com/heraldpush/herald/pkg/wire"
+	"github.com/heraldpush/herald/services/push-route/internal/inbox"
+)
+
+// serverDeps are what the handlers need; run builds them from real servers.
+type serverDeps struct {
+	dispatcher *dispatcher
+	inbox      *inbox.Store
+	keys       *keyCache
+	metrics    *metrics
+	ready      []health.Check
+}
+
+// NewServer returns the public push API. Every endpoint is listed here.
+func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
+	l := limits{maxBody: cfg.MaxBody, maxData: cfg.MaxData, maxUIDs: cfg.MaxUIDs, maxTTL: cfg.MaxTTL}
+	api := func(route string, h http.Handler) http.Handler {
+		return d.metrics.http.Wrap(logger, route, withTrace(requireKey(d.keys, h)))
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/push", api("push", handlePush(logger, l, d.dispatcher, d.inbox, d.metrics)))
+	mux.Handle("POST /v1/broadcast", api("broadcast", handleBroadcast(logger, l, d.dispatcher, d.metrics)))
+	mux.Handle("GET /v1/users/{uid}/connections", api("connections", handleConnections(logger, d.dispatcher)))
+	mux.Handle("GET /healthz", health.Healthz())
+	mux.Handle("GET /readyz", health.Readyz(2*time.Second, d.ready...))
+	mux.Handle("/", d.metrics.http.Wrap(logger, "unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})))
+	return mux
+}
+
+// newInternalServer serves the push-servers (acks, pending messages) and operators (metrics, probes).
+func newInternalServer(logger *slog.Logger, cfg Config, d serverDeps, reg *prometheus.Registry) http.Handler {
+	internal := func(route string, h http.Handler) http.Handler {
+		return d.metrics.http.Wrap(logger, route, requireSecret(cfg.InternalSecret, h))
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST "+wire.PathAcks, internal("acks", handleAcks(logger, d.inbox, d.metrics)))
+	mux.Handle("POST "+wire.PathPending, internal("pending", handlePending(logger, d.inbox)))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /healthz", health.Healthz())
+	mux.Handle("GET /readyz", health.Readyz(2*time.Second, d.ready...))
+	return mux
+}
+
+func readyChecks(db *sql.DB, store *routes.Store, zk func(context.Context) error) []health.Check {
+	return []health.Check{
+		{Name: "mysql", Probe: func(ctx context.Context) error { return db.PingContext(ctx) }},
+		{Name: "redis", Probe: store.Ping},
+		{Name: "zookeeper", Probe: zk},
+	}
+}

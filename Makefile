@@ -4,14 +4,16 @@
 GO       ?= go
 ALL      := github.com/heraldpush/herald/...
 BIN      := .herald/bin
-SERVICES := auth push-route push-server
+SERVICES := admin auth push-route push-server
 
 .PHONY: run test deps build vet fmt-check
 
 run: deps build
 	$(GO) run ./tools/stack -bin $(BIN)
 
+# The admin console's browser tests drive Debian's chromium, so the tests need it too.
 test: deps fmt-check vet
+	@scripts/install-deps.sh chromium
 	$(GO) test -race -count=1 -timeout 15m $(ALL)
 
 deps:

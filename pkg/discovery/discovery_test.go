@@ -108,6 +108,13 @@ func TestRegisterWatchDrainDeregister(t *testing.T) {
 		t.Fatalf("watched %+v, want %+v", got, node)
 	}
 
+	if got, ok, err := dial(t, zkServer.Addr).Get("ps-a"); err != nil || !ok || got != node {
+		t.Fatalf("Get(ps-a) = %+v %v %v", got, ok, err)
+	}
+	if _, ok, err := dial(t, zkServer.Addr).Get("ps-none"); err != nil || ok {
+		t.Fatalf("Get(ps-none) = %v %v, want not found", ok, err)
+	}
+
 	if err := reg.SetDraining(true); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
@@ -117,4 +118,19 @@ func equal(a, b []Node) bool {
 		}
 	}
 	return true
+}
+
+// Get reads one push-server's znode: ok is false when there is none (the node is not live).
+func (c *Client) Get(id string) (n Node, ok bool, err error) {
+	data, _, err := c.conn.Get(Root + "/" + id)
+	if errors.Is(err, zk.ErrNoNode) {
+		return Node{}, false, nil
+	}
+	if err != nil {
+		return Node{}, false, err
+	}
+	if err := json.Unmarshal(data, &n); err != nil {
+		return Node{}, false, fmt.Errorf("znode %s: %w", id, err)
+	}
+	return n, true, nil
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/wire"
 )
@@ -56,13 +57,19 @@ func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message
 	}
 	// node → uid → the conn ids Redis says that node holds.
 	byNode := map[string]map[string][]string{}
+	nodes := map[string]discovery.Node{}
 	for uid, rs := range found {
 		for _, r := range rs {
-			if _, live := d.nodes.get(r.Node); !live {
+			node, state := d.nodes.resolve(r.Node)
+			switch state {
+			case nodeDead:
 				d.removeStale(staleRoutes{uid: uid, node: r.Node, connIDs: []string{r.ConnID}})
 				d.nodes.sweep(r.Node)
 				continue
+			case nodeUnknown:
+				continue // not delivered this time; the route stays
 			}
+			nodes[r.Node] = node
 			if byNode[r.Node] == nil {
 				byNode[r.Node] = map[string][]string{}
 			}
@@ -74,7 +81,7 @@ func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for nodeID, held := range byNode {
-		node, _ := d.nodes.get(nodeID)
+		node := nodes[nodeID]
 		wg.Go(func() {
 			req := wire.DeliverRequest{Message: m, UIDs: make([]string, 0, len(held))}
 			for uid := range held {

@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
-	nodes := newNodeDirectory(routeStore, logger, m, zk.Check)
+	nodes := newNodeDirectory(routeStore, logger, m, zk.Check, zk.Get)
 	disp := newDispatcher(routeStore, nodes, cfg.InternalSecret, cfg.NodeTimeout, logger, m)
 
 	bgCtx, stopBackground := context.WithCancel(context.Background())

@@ -36,6 +36,7 @@ var (
 		mysql *testenv.MySQL
 		redis *testenv.Redis
 		zk    *testenv.ZooKeeper
+		kafka *testenv.Kafka
 	}
 	signer      *token.Signer
 	pubPEM      string
@@ -63,6 +64,9 @@ func TestMain(m *testing.M) {
 			return err
 		}
 		if env.zk, err = g.ZooKeeper(); err != nil {
+			return err
+		}
+		if env.kafka, err = g.Kafka(wire.UpstreamTopic); err != nil {
 			return err
 		}
 		return setup()
@@ -131,7 +135,7 @@ func startPushServer(id string, extra map[string]string) (*pushServer, error) {
 	ps.cmd.Env = append(os.Environ(),
 		"HERALD_NODE_ID="+id, "HERALD_LISTEN_ADDR="+pub, "HERALD_INTERNAL_ADDR="+internal,
 		"HERALD_REDIS_ADDR="+env.redis.Addr, "HERALD_ZOOKEEPER="+env.zk.Addr, "HERALD_ZK_SESSION_TIMEOUT=2s",
-		"HERALD_JWT_PUBLIC_KEYS="+pubPEM, "HERALD_INTERNAL_SECRET="+secret,
+		"HERALD_JWT_PUBLIC_KEYS="+pubPEM, "HERALD_INTERNAL_SECRET="+secret, "HERALD_KAFKA_BROKERS="+env.kafka.Brokers[0],
 		"HERALD_PUSH_ROUTE_URL="+routeIntURL, "HERALD_LOG_LEVEL=warn", "HERALD_WORKERS=8")
 	for k, v := range extra {
 		ps.cmd.Env = append(ps.cmd.Env, k+"="+v)

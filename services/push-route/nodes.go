@@ -19,6 +19,8 @@ type nodeDirectory struct {
 	// connected reports whether the ZooKeeper view is current; while it is not, the last known nodes
 	// stay, and nothing is swept on the strength of a list that may just be empty for lack of a session.
 	connected func(context.Context) error
+	// lookup reads one node's znode, for a node the watch has not shown yet.
+	lookup func(id string) (discovery.Node, bool, error)
 
 	// mu guards nodes and sweeping.
 	mu       sync.RWMutex
@@ -26,8 +28,40 @@ type nodeDirectory struct {
 	sweeping map[string]bool
 }
 
-func newNodeDirectory(store *routes.Store, logger *slog.Logger, m *metrics, connected func(context.Context) error) *nodeDirectory {
-	return &nodeDirectory{routes: store, logger: logger, metrics: m, connected: connected, nodes: map[string]discovery.Node{}, sweeping: map[string]bool{}}
+func newNodeDirectory(store *routes.Store, logger *slog.Logger, m *metrics, connected func(context.Context) error, lookup func(string) (discovery.Node, bool, error)) *nodeDirectory {
+	return &nodeDirectory{routes: store, logger: logger, metrics: m, connected: connected, lookup: lookup, nodes: map[string]discovery.Node{}, sweeping: map[string]bool{}}
+}
+
+// nodeState is what a route's node is known to be.
+type nodeState int
+
+const (
+	nodeLive    nodeState = iota
+	nodeDead              // ZooKeeper says it has no znode
+	nodeUnknown           // ZooKeeper could not be asked
+)
+
+// resolve finds a route's node. A node the watch has not shown yet (a new node whose first
+// connections arrive within milliseconds of its registration) is looked up in ZooKeeper before it is
+// called dead, so its fresh routes are never swept.
+func (d *nodeDirectory) resolve(id string) (discovery.Node, nodeState) {
+	if n, ok := d.get(id); ok {
+		return n, nodeLive
+	}
+	n, ok, err := d.lookup(id)
+	switch {
+	case err != nil:
+		d.logger.Warn("look up push-server in zookeeper", "node", id, "err", err)
+		return discovery.Node{}, nodeUnknown
+	case !ok:
+		return discovery.Node{}, nodeDead
+	}
+	d.mu.Lock()
+	if _, seen := d.nodes[id]; !seen {
+		d.nodes[id] = n
+	}
+	d.mu.Unlock()
+	return n, nodeLive
 }
 
 // update takes a new list from the ZooKeeper watch.

@@ -216,7 +216,7 @@ func handleConnections(logger *slog.Logger, d *dispatcher) http.Handler {
 		}
 		resp := connectionsResponse{UID: uid, Connections: []connection{}}
 		for _, rt := range found[uid] {
-			if _, live := d.nodes.get(rt.Node); !live {
+			if _, state := d.nodes.resolve(rt.Node); state != nodeLive {
 				continue // a dead node's route, swept soon
 			}
 			resp.Connections = append(resp.Connections, connection{ConnID: rt.ConnID, Node: rt.Node, Device: rt.Device, ConnectedAt: rt.ConnectedAt.UTC()})

@@ -41,38 +41,40 @@ func TestPushReachesDevicesOnTwoNodes(t *testing.T) {
 func TestStaleRouteIsCleanedAndMessageStored(t *testing.T) {
 	// A route that names a live node which does not hold the connection: the classic lost message.
 	store := routeStore(t)
-	ghost := routes.Route{UID: "ghost", ConnID: "ps-a:doesnotexist", Node: "ps-a", Device: "old", ConnectedAt: time.Now()}
+	ghostUID := uniq("ghost")
+	ghost := routes.Route{UID: ghostUID, ConnID: "ps-a:doesnotexist", Node: "ps-a", Device: "old", ConnectedAt: time.Now()}
 	if err := store.Register(context.Background(), ghost); err != nil {
 		t.Fatal(err)
 	}
-	resp := push(t, map[string]any{"uids": []string{"ghost"}, "data": "hello", "ttl_s": 600})
+	resp := push(t, map[string]any{"uids": []string{ghostUID}, "data": "hello", "ttl_s": 600})
 	if r := resp.Results[0]; r.Delivered != 0 || !r.Stored {
 		t.Fatalf("result %+v, want not delivered and stored", r)
 	}
 	eventually(t, "stale route removed", func() error {
-		got, err := store.Lookup(context.Background(), []string{"ghost"})
-		if err != nil || len(got["ghost"]) != 0 {
+		got, err := store.Lookup(context.Background(), []string{ghostUID})
+		if err != nil || len(got[ghostUID]) != 0 {
 			return fmt.Errorf("routes %+v %v", got, err)
 		}
 		return nil
 	})
 	// The stored message reaches the user when a device connects.
-	c := device(t, nodeB, "ghost", "new")
+	c := device(t, nodeB, ghostUID, "new")
 	if p := nextPush(t, c); p.ID != resp.ID {
 		t.Fatalf("replayed %+v, want %s", p, resp.ID)
 	}
 }
 
 func TestOfflineReplayAndAck(t *testing.T) {
-	first := push(t, map[string]any{"uids": []string{"offline-user"}, "data": 1, "ttl_s": 600})
-	second := push(t, map[string]any{"uids": []string{"offline-user"}, "data": 2, "ttl_s": 600})
-	expired := push(t, map[string]any{"uids": []string{"offline-user"}, "data": 3, "ttl_s": 1})
+	user := uniq("offline-user")
+	first := push(t, map[string]any{"uids": []string{user}, "data": 1, "ttl_s": 600})
+	second := push(t, map[string]any{"uids": []string{user}, "data": 2, "ttl_s": 600})
+	expired := push(t, map[string]any{"uids": []string{user}, "data": 3, "ttl_s": 1})
 	if !first.Results[0].Stored || first.Results[0].Delivered != 0 {
 		t.Fatalf("result %+v", first.Results[0])
 	}
 	time.Sleep(1100 * time.Millisecond) // let the third one expire
 
-	c := device(t, nodeA, "offline-user", "phone")
+	c := device(t, nodeA, user, "phone")
 	for _, want := range []string{first.ID, second.ID} {
 		if p := nextPush(t, c); p.ID != want {
 			t.Fatalf("replayed %s, want %s (in order, expired ones dropped; expired was %s)", p.ID, want, expired.ID)
@@ -88,21 +90,22 @@ func TestOfflineReplayAndAck(t *testing.T) {
 	// Acks reach push-route within a second (DESIGN.md); a new connection gets nothing again.
 	eventually(t, "acks cleared the inbox", func() error {
 		var n int
-		openDB(t).QueryRow("SELECT COUNT(*) FROM inbox WHERE uid = 'offline-user' AND expires_at > NOW(3)").Scan(&n)
+		openDB(t).QueryRow("SELECT COUNT(*) FROM inbox WHERE uid = ? AND expires_at > NOW(3)", user).Scan(&n)
 		if n != 0 {
 			return fmt.Errorf("%d pending", n)
 		}
 		return nil
 	})
 	c.Close()
-	again := device(t, nodeB, "offline-user", "tablet")
+	again := device(t, nodeB, user, "tablet")
 	noPush(t, again, 500*time.Millisecond)
 }
 
 func TestAckedByAnyDeviceClearsIt(t *testing.T) {
-	a := device(t, nodeA, "multi", "a")
-	b := device(t, nodeB, "multi", "b")
-	resp := push(t, map[string]any{"uids": []string{"multi"}, "data": "x", "ttl_s": 600})
+	user := uniq("multi")
+	a := device(t, nodeA, user, "a")
+	b := device(t, nodeB, user, "b")
+	resp := push(t, map[string]any{"uids": []string{user}, "data": "x", "ttl_s": 600})
 	if resp.Results[0].Delivered != 2 || !resp.Results[0].Stored {
 		t.Fatalf("result %+v", resp.Results[0])
 	}
@@ -113,7 +116,7 @@ func TestAckedByAnyDeviceClearsIt(t *testing.T) {
 	}
 	eventually(t, "pending cleared", func() error {
 		var n int
-		openDB(t).QueryRow("SELECT COUNT(*) FROM inbox WHERE uid = 'multi'").Scan(&n)
+		openDB(t).QueryRow("SELECT COUNT(*) FROM inbox WHERE uid = ?", user).Scan(&n)
 		if n != 0 {
 			return fmt.Errorf("%d pending", n)
 		}
@@ -122,30 +125,39 @@ func TestAckedByAnyDeviceClearsIt(t *testing.T) {
 }
 
 func TestIdempotentCallerID(t *testing.T) {
-	c := device(t, nodeA, "idem", "d")
-	body := map[string]any{"uids": []string{"idem"}, "data": "once", "ttl_s": 600, "id": "order-42-shipped"}
+	id, uid := fmt.Sprint("order-", time.Now().UnixNano()), fmt.Sprint("idem-", time.Now().UnixNano())
+	body := map[string]any{"uids": []string{uid}, "data": "once", "ttl_s": 600, "id": id}
 	first := push(t, body)
 	second := push(t, body)
-	if first.ID != "order-42-shipped" || second.ID != first.ID || !second.Duplicate || first.Duplicate {
+	if first.ID != id || second.ID != first.ID || !second.Duplicate || first.Duplicate {
 		t.Fatalf("first %+v second %+v", first, second)
 	}
 	if second.Results[0].Delivered != 0 || !second.Results[0].Stored {
 		t.Fatalf("repeat result %+v, want nothing delivered, still stored", second.Results[0])
 	}
-	nextPush(t, c)
-	noPush(t, c, 300*time.Millisecond)
 	var n int
-	openDB(t).QueryRow("SELECT COUNT(*) FROM inbox WHERE message_id = 'order-42-shipped'").Scan(&n)
+	openDB(t).QueryRow("SELECT COUNT(*) FROM inbox WHERE message_id = ?", id).Scan(&n)
 	if n != 1 {
 		t.Fatalf("%d inbox rows, want 1", n)
 	}
-	// Without a ttl too.
-	body = map[string]any{"uids": []string{"idem"}, "data": "once", "id": "no-ttl-1"}
-	push(t, body)
-	if again := push(t, body); !again.Duplicate {
+	// Stored once, so replayed once.
+	c := device(t, nodeA, uid, "d")
+	if p := nextPush(t, c); p.ID != id {
+		t.Fatalf("replayed %+v", p)
+	}
+	noPush(t, c, 300*time.Millisecond)
+
+	// Without a ttl, to a connected device: delivered once.
+	body = map[string]any{"uids": []string{uid}, "data": "once", "id": id + "-no-ttl"}
+	if r := push(t, body); r.Results[0].Delivered != 1 {
+		t.Fatalf("first call %+v", r)
+	}
+	if again := push(t, body); !again.Duplicate || again.Results[0].Delivered != 0 {
 		t.Fatalf("repeat without ttl not recognised: %+v", again)
 	}
-	nextPush(t, c)
+	if p := nextPush(t, c); p.ID != id+"-no-ttl" {
+		t.Fatalf("push %+v", p)
+	}
 	noPush(t, c, 300*time.Millisecond)
 }
 
@@ -276,3 +288,6 @@ func TestDeadNodeIsSwept(t *testing.T) {
 		t.Fatalf("after the kill: %+v, want offline and stored", r.Results[0])
 	}
 }
+
+// uniq makes a uid no earlier run of the tests used, since the inboxes outlive a run.
+func uniq(prefix string) string { return fmt.Sprint(prefix, "-", time.Now().UnixNano()) }

@@ -27,6 +27,11 @@ type Config struct {
 	PublicKeys       string // PEM text or file paths, comma-separated
 	InternalSecret   string // guards this node's internal API; also sent on calls to push-route
 	PushRouteURL     string // push-route's internal listener: acks, pending messages
+	KafkaBrokers     string
+	UpstreamTopic    string
+	UpstreamTimeout  time.Duration
+	MaxUpInFlight    int
+	MaxUpData        int
 	AllowedOrigins   []string
 
 	HeartbeatS       int
@@ -63,6 +68,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", 10*time.Second, "ZooKeeper session timeout: a dead node's znode vanishes this long after it stops")
 	fs.StringVar(&c.PublicKeys, "jwt-public-keys", "", "Ed25519 public keys verifying tokens: PEM text or comma-separated file paths (required)")
 	fs.StringVar(&c.InternalSecret, "internal-secret", "", "shared secret for the internal API (required); also sent on calls to push-route")
+	fs.StringVar(&c.KafkaBrokers, "kafka-brokers", "127.0.0.1:9092", "Kafka bootstrap brokers (comma-separated host:port) for upstream messages")
+	fs.StringVar(&c.UpstreamTopic, "upstream-topic", "herald.upstream", "Kafka topic of upstream messages (key uid)")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", 5*time.Second, "how long an up frame may wait for Kafka before the device gets a retryable error")
+	fs.IntVar(&c.MaxUpInFlight, "max-up-inflight", 32, "upstream messages per connection waiting for Kafka; at this many the connection's reads pause")
+	fs.IntVar(&c.MaxUpData, "max-up-data", 64<<10, "largest upstream data in bytes (error frame payload_too_large above)")
 	fs.StringVar(&c.PushRouteURL, "push-route-url", "http://127.0.0.1:9080", "base URL of push-route's internal listener: acks from devices go there in batches, and each new connection's pending offline messages come from there (calls carry -internal-secret)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin values browsers may connect from (empty: any; non-browser clients send none)")
 	fs.IntVar(&c.HeartbeatS, "heartbeat", 30, "heartbeat interval in seconds told to clients; silent for 3× this, a connection is closed")
@@ -103,6 +113,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("-node-id %q: must be non-empty and must not contain |", c.NodeID)
 	case !validBaseURL(c.PushRouteURL):
 		return Config{}, fmt.Errorf("-push-route-url %q: must be an http:// or https:// URL", c.PushRouteURL)
+	case c.MaxUpInFlight < 1:
+		return Config{}, fmt.Errorf("-max-up-inflight must be at least 1")
 	case c.HeartbeatS < 1:
 		return Config{}, fmt.Errorf("-heartbeat must be at least 1 second")
 	}

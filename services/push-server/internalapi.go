@@ -195,5 +195,6 @@ func readyChecks(s *server, zkCheck func(context.Context) error) []health.Check 
 	return []health.Check{
 		{Name: "redis", Probe: func(ctx context.Context) error { return s.routes.store.Ping(ctx) }},
 		{Name: "zookeeper", Probe: zkCheck},
+		{Name: "kafka", Probe: s.producer.Ping},
 	}
 }

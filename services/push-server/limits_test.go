@@ -28,7 +28,9 @@ func TestBadFrames(t *testing.T) {
 			{`{"type":42}`, wire.CodeMalformed},
 			{`{"type":"dance"}`, wire.CodeUnknownType},
 			{`{"type":"ack"}`, wire.CodeBadRequest},
-			{`{"type":"up","ref":"r1","data":{"x":1}}`, wire.CodeUnsupported},
+			{`{"type":"up","data":{"x":1}}`, wire.CodeBadRequest},
+			{`{"type":"up","ref":"r1"}`, wire.CodeBadRequest},
+			{`{"type":"up","ref":"r1","data":null}`, wire.CodeBadRequest},
 		} {
 			c.send(tt.send)
 			e := c.nextOfType("error")
@@ -43,7 +45,7 @@ func TestBadFrames(t *testing.T) {
 
 	t.Run("up error names the ref", func(t *testing.T) {
 		c := dial(t, n, "frames-b", "d")
-		c.send(`{"type":"up","ref":"abc","data":1}`)
+		c.send(`{"type":"up","ref":"abc"}`)
 		if e := c.nextOfType("error"); e["ref"] != "abc" {
 			t.Fatalf("error %v, want ref abc", e)
 		}

@@ -29,6 +29,7 @@ import (
 	"github.com/heraldpush/herald/pkg/token"
 	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-server/internal/hub"
+	"github.com/heraldpush/herald/services/push-server/internal/upstream"
 	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 )
 
@@ -77,6 +78,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer pushRoute.http.CloseIdleConnections()
 	s.acks = newAckForwarder(pushRoute, logger, s.metrics, defaultAckOptions())
 	s.replays = newReplayer(pushRoute, logger, s.metrics, s.draining.Load)
+	s.producer = upstream.New(upstream.Config{
+		Brokers: strings.Split(cfg.KafkaBrokers, ","),
+		Topic:   cfg.UpstreamTopic,
+		Timeout: cfg.UpstreamTimeout,
+		Logger:  logger,
+	})
 
 	// Routes left by an earlier process with this node id name connections that no longer exist.
 	sweepCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -153,6 +160,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// After the drain no connection is left to send acks (unless it timed out: later acks are not
 	// waited for, and their messages are replayed once more).
 	s.acks.flush(5 * time.Second)
+	// Waits for what Kafka still owes; every waiting device gets its up_ack or error.
+	if err := s.producer.Close(); err != nil {
+		logger.Warn("close kafka producer", "err", err)
+	}
 	if err := registration.Deregister(); err != nil {
 		logger.Warn("deregister", "err", err)
 	}

@@ -29,6 +29,7 @@ import (
 var (
 	sharedRedis *testenv.Redis
 	sharedZK    *testenv.ZooKeeper
+	sharedKafka *testenv.Kafka
 	signer      *token.Signer
 	signerKey   ed25519.PrivateKey
 	pubPEM      string
@@ -56,6 +57,9 @@ func TestMain(m *testing.M) {
 		if sharedRedis, err = g.Redis(); err != nil {
 			return err
 		}
+		if sharedKafka, err = g.Kafka(wire.UpstreamTopic); err != nil {
+			return err
+		}
 		sharedZK, err = g.ZooKeeper()
 		return err
 	})
@@ -74,6 +78,7 @@ type node struct {
 type nodeOpts struct {
 	redis *testenv.Redis
 	zk    *testenv.ZooKeeper
+	kafka *testenv.Kafka
 	env   map[string]string
 }
 
@@ -94,6 +99,9 @@ func nodeEnv(t testing.TB, id string, o nodeOpts) (map[string]string, string, st
 	if o.zk == nil {
 		o.zk = sharedZK
 	}
+	if o.kafka == nil {
+		o.kafka = sharedKafka
+	}
 	// The stand-in push-route listens before the free ports are picked, so it cannot take one.
 	pushRoute := newFakePushRoute(t)
 	pub, internal := freeAddr(t), freeAddr(t)
@@ -106,6 +114,7 @@ func nodeEnv(t testing.TB, id string, o nodeOpts) (map[string]string, string, st
 		"HERALD_ZK_SESSION_TIMEOUT": "2s",
 		"HERALD_JWT_PUBLIC_KEYS":    pubPEM,
 		"HERALD_INTERNAL_SECRET":    secret,
+		"HERALD_KAFKA_BROKERS":      strings.Join(o.kafka.Brokers, ","),
 		"HERALD_LOG_LEVEL":          "warn",
 		"HERALD_WORKERS":            "8",
 		// A push-route that takes every ack and has nothing pending; tests of acks and replay set

@@ -15,6 +15,8 @@ type metrics struct {
 	acks        prometheus.Counter
 	pushed      prometheus.Counter
 	routeErrors *prometheus.CounterVec
+	upstream    *prometheus.CounterVec
+	upPaused    prometheus.Counter
 
 	// Ack and offline (acks.go, replay.go).
 	acksForwarded    prometheus.Counter
@@ -39,6 +41,10 @@ func newMetrics(reg prometheus.Registerer, s *server) *metrics {
 		idleClosed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_ws_idle_closed_total", Help: "Connections closed after three silent heartbeats."}),
 		acks:        prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_ws_acks_total", Help: "Acks received from devices."}),
 		pushed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_ws_pushed_total", Help: "Push frames written to connections (deliver and broadcast)."}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_upstream_messages_total", Help: "Upstream messages by outcome: acked (Kafka stored it) or failed (the device got a retryable error).",
+		}, []string{"outcome"}),
+		upPaused: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_upstream_paused_total", Help: "Times a connection's reads paused because -max-up-inflight messages waited for Kafka."}),
 		routeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_route_errors_total", Help: "Redis route failures by kind.",
 		}, []string{"kind"}),
@@ -57,6 +63,7 @@ func newMetrics(reg prometheus.Registerer, s *server) *metrics {
 			Help: "Replays not done, by reason: push_route (pending list not fetched), stalled (client stopped reading), invalid_message (one message skipped).",
 		}, []string{"reason"}),
 	}
+	reg.MustRegister(m.upstream, m.upPaused)
 	reg.MustRegister(m.upgrades, m.closed, m.framesIn, m.rateLimited, m.idleClosed, m.acks, m.pushed, m.routeErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_ws_connections", Help: "Open connections."},
 			func() float64 { c, _ := s.hub.Count(); return float64(c) }),

@@ -11,6 +11,7 @@ import (
 	"github.com/heraldpush/herald/pkg/token"
 	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-server/internal/hub"
+	"github.com/heraldpush/herald/services/push-server/internal/upstream"
 	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 )
 
@@ -25,6 +26,7 @@ type server struct {
 	metrics  *metrics
 	acks     *ackForwarder // devices' acks, on their way to push-route
 	replays  *replayer     // pending messages for new connections
+	producer *upstream.Producer
 
 	// seq numbers connections; it starts at the start time in nanoseconds so conn ids stay unique
 	// across restarts of a node with the same id.
@@ -67,7 +69,7 @@ func (s *server) OnMessage(c *wsconn.Conn, payload []byte) {
 		s.metrics.acks.Inc()
 		s.acks.add(wire.Ack{UID: c.UID, ID: in.ID})
 	case wire.TypeUp:
-		s.sendError(c, in.Ref, wire.CodeUnsupported, "upstream messages are not accepted by this server yet")
+		s.handleUp(c, in)
 	case "":
 		s.sendError(c, "", wire.CodeMalformed, "a frame must be a JSON object with a string \"type\"")
 	default:

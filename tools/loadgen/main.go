@@ -267,11 +267,13 @@ func startWorkers(specs []workerSpec, stderr io.Writer) (*workers, error) {
 		cmd.Stderr = stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {
-			return w, err
+			w.kill()
+			return nil, err
 		}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
-			return w, err
+			w.kill()
+			return nil, err
 		}
 		if err := cmd.Start(); err != nil {
 			w.kill()

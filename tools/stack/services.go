@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // pushServers is how many push-server nodes the local stack runs.
@@ -67,6 +68,7 @@ func startServices(ctx context.Context, procs *supervisor, in infra, c credentia
 			"HERALD_JWT_PUBLIC_KEYS": c.publicKeyFile,
 			"HERALD_INTERNAL_SECRET": c.internalSecret,
 			"HERALD_PUSH_ROUTE_URL":  "http://" + o.addr(0, true),
+			"HERALD_KAFKA_BROKERS":   strings.Join(in.kafka.Brokers, ","),
 			"HERALD_LOG_LEVEL":       o.logLevel,
 		}); err != nil {
 			return stack, err
@@ -76,5 +78,25 @@ func startServices(ctx context.Context, procs *supervisor, in infra, c credentia
 		}
 		stack.PushServers = append(stack.PushServers, ps)
 	}
+
+	if err := procs.start("admin", "admin", map[string]string{
+		"HERALD_LISTEN_ADDR":     o.addr(10, false),
+		"HERALD_INTERNAL_ADDR":   o.addr(10, true),
+		"HERALD_MYSQL_DSN":       in.mysql.DSN,
+		"HERALD_ZOOKEEPER":       in.zk.Addr,
+		"HERALD_PUSH_API_URL":    stack.PushAPIURL,
+		"HERALD_PUSH_API_KEY":    c.apiKey,
+		"HERALD_INTERNAL_SECRET": c.internalSecret,
+		"HERALD_KAFKA_BROKERS":   strings.Join(in.kafka.Brokers, ","),
+		"HERALD_ADMIN_USER":      c.adminUser,
+		"HERALD_ADMIN_PASSWORD":  c.adminPassword,
+		"HERALD_LOG_LEVEL":       o.logLevel,
+	}); err != nil {
+		return stack, err
+	}
+	if err := procs.waitReady(ctx, "admin", "http://"+o.addr(10, true)+"/readyz"); err != nil {
+		return stack, err
+	}
+	stack.AdminURL = "http://" + o.addr(10, false)
 	return stack, nil
 }

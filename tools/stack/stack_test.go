@@ -28,7 +28,7 @@ func TestStack(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin")
-	build := exec.Command("go", "build", "-o", bin+"/", "../../services/auth", "../../services/push-server", "../../services/push-route")
+	build := exec.Command("go", "build", "-o", bin+"/", "../../services/auth", "../../services/push-server", "../../services/push-route", "../../services/admin")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build services: %v\n%s", err, out)
 	}
@@ -74,7 +74,7 @@ func TestStack(t *testing.T) {
 			t.Fatal("no stack.json after 90s")
 		}
 	}
-	if st.AuthURL != "http://"+authAddr || st.PushAPIURL == "" || st.APIKey == "" || st.MySQLDSN == "" || st.ZooKeeper == "" || st.RedisAddr == "" || len(st.KafkaBrokers) == 0 || st.AdminPassword == "" {
+	if st.AuthURL != "http://"+authAddr || st.PushAPIURL == "" || st.AdminURL == "" || st.APIKey == "" || st.MySQLDSN == "" || st.ZooKeeper == "" || st.RedisAddr == "" || len(st.KafkaBrokers) == 0 || st.AdminPassword == "" {
 		t.Fatalf("stack.json incomplete: %+v", st)
 	}
 

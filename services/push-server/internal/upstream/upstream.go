@@ -36,6 +36,7 @@ type Config struct {
 // partition in the order published, which is the ordering guarantee consumers get.
 type Producer struct {
 	w       *kafka.Writer
+	brokers []string
 	timeout time.Duration
 	logger  *slog.Logger
 }
@@ -57,7 +58,7 @@ func New(cfg Config) *Producer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Producer{timeout: cfg.Timeout, logger: cfg.Logger}
+	p := &Producer{brokers: cfg.Brokers, timeout: cfg.Timeout, logger: cfg.Logger}
 	p.w = &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.Topic,
@@ -116,3 +117,18 @@ func (p *Producer) Close() error { return p.w.Close() }
 
 // Stats are the writer's counters, for metrics.
 func (p *Producer) Stats() kafka.WriterStats { return p.w.Stats() }
+
+// Ping checks that a broker answers, for /readyz.
+func (p *Producer) Ping(ctx context.Context) error {
+	var d kafka.Dialer
+	var lastErr error
+	for _, addr := range p.brokers {
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		lastErr = err
+	}
+	return lastErr
+}

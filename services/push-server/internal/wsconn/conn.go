@@ -37,6 +37,8 @@ type Conn struct {
 	// Rate is the inbound message bucket; only the goroutine handling this connection's messages
 	// touches it.
 	Rate Bucket
+	// UpInFlight counts this connection's upstream messages waiting for Kafka (the handler's).
+	UpInFlight atomic.Int32
 
 	fd       int
 	lastSeen atomic.Int64 // unix seconds of the last frame from the client

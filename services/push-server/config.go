@@ -48,6 +48,7 @@ type Config struct {
 	Workers         int
 	DrainBatch      int
 	DrainInterval   time.Duration
+	GCPercent       int
 	LogLevel        string
 	ShutdownTimeout time.Duration
 }
@@ -88,6 +89,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.Workers, "workers", 64, "goroutines reading ready connections")
 	fs.IntVar(&c.DrainBatch, "drain-batch", 2000, "connections closed per step while draining")
 	fs.DurationVar(&c.DrainInterval, "drain-interval", 100*time.Millisecond, "pause between drain steps")
+	fs.IntVar(&c.GCPercent, "gc-percent", 25, "Go GC target percentage (GOGC); lower trades GC CPU for memory per connection; the GOGC variable overrides it")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "how long a drain may take before the node exits anyway")
 	if err := config.Parse(fs, args, getenv); err != nil {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,11 +59,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("jwt public keys: %w", err)
 	}
+	// A lower GC target than Go's default: a push-server's heap is mostly long-lived connections,
+	// and the headroom GOGC=100 leaves for handshake garbage would double its memory per connection
+	// (BENCHMARKS.md). GOGC in the environment still wins.
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:        strings.Split(cfg.RedisAddr, ","),
 		DialTimeout:  2 * time.Second,
 		ReadTimeout:  2 * time.Second,
 		WriteTimeout: 2 * time.Second,
+		// Route writes are small; a few connections with small buffers serve thousands of
+		// connects a second, where the defaults hold 128 KiB per pooled connection.
+		PoolSize:        8,
+		ReadBufferSize:  8 << 10,
+		WriteBufferSize: 8 << 10,
 	})
 	defer rdb.Close()
 	store := routes.NewStore(rdb)

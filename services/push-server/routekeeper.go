@@ -35,7 +35,7 @@ type routeKeeper struct {
 }
 
 func newRouteKeeper(store *routes.Store, node string, logger *slog.Logger, m *metrics, local func() []routes.Route) *routeKeeper {
-	k := &routeKeeper{store: store, node: node, logger: logger, metrics: m, local: local, queue: make(chan routes.Route, 1<<16)}
+	k := &routeKeeper{store: store, node: node, logger: logger, metrics: m, local: local, queue: make(chan routes.Route, 1<<13)}
 	k.up.Store(true)
 	return k
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -80,7 +81,10 @@ func NewConn(fd int, maxQueue int) *Conn {
 	if maxQueue <= 0 {
 		maxQueue = 1 << 20
 	}
-	return &Conn{fd: fd, maxQueue: maxQueue, held: true}
+	c := &Conn{fd: fd, maxQueue: maxQueue, held: true}
+	// Seen now: the idle sweep may visit the connection before it is attached.
+	c.lastSeen.Store(time.Now().Unix())
+	return c
 }
 
 // Start writes first, the frame the client must see before any other, then whatever was written

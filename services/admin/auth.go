@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -140,7 +139,7 @@ func (g *gate) checkBasic(r *http.Request, user, pass string) error {
 
 // login checks an admin's credentials under the per-address rate limit. Its errors are *httpapi.Error.
 func (g *gate) login(r *http.Request, user, pass string) error {
-	if ok, wait := g.limit.Allow(clientIP(r, g.ipHeader), time.Now()); !ok {
+	if ok, wait := g.limit.Allow(httpapi.ClientIP(r, g.ipHeader), time.Now()); !ok {
 		g.metrics.logins.WithLabelValues("rate_limited").Inc()
 		return &httpapi.Error{Code: httpapi.CodeRateLimited, Message: "too many login attempts from this address", RetryAfter: wait}
 	}
@@ -152,7 +151,7 @@ func (g *gate) login(r *http.Request, user, pass string) error {
 	switch {
 	case errors.Is(err, errBadLogin):
 		g.metrics.logins.WithLabelValues("bad_credentials").Inc()
-		g.logger.Warn("admin login failed", "user", user, "client", clientIP(r, g.ipHeader))
+		g.logger.Warn("admin login failed", "user", user, "client", httpapi.ClientIP(r, g.ipHeader))
 		return httpapi.Errorf(httpapi.CodeBadCredentials, "unknown user or wrong password")
 	case err != nil:
 		g.metrics.logins.WithLabelValues("error").Inc()
@@ -161,22 +160,6 @@ func (g *gate) login(r *http.Request, user, pass string) error {
 	}
 	g.metrics.logins.WithLabelValues("ok").Inc()
 	return nil
-}
-
-// clientIP is the address login limits key on: the first entry of the configured proxy header when
-// set, else the peer address.
-func clientIP(r *http.Request, header string) string {
-	if header != "" {
-		if v := r.Header.Get(header); v != "" {
-			first, _, _ := strings.Cut(v, ",")
-			return strings.TrimSpace(first)
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // localPath returns next when it is a path on this site, else "/": a login must not redirect elsewhere.

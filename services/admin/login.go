@@ -2,6 +2,8 @@ package main
 
 import (
 	"net/http"
+
+	"github.com/heraldpush/herald/pkg/httpapi"
 )
 
 type loginView struct {
@@ -66,7 +68,7 @@ func handleLogin(g *gate) http.Handler {
 			renderStatus(w, r, http.StatusInternalServerError, "Log in", errText(err))
 			return
 		}
-		g.logger.Info("admin logged in", "user", form.Username, "client", clientIP(r, g.ipHeader))
+		g.logger.Info("admin logged in", "user", form.Username, "client", httpapi.ClientIP(r, g.ipHeader))
 		http.Redirect(w, r, form.Next, http.StatusSeeOther)
 	})
 }

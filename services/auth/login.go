@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/heraldpush/herald/pkg/account"
@@ -65,7 +63,7 @@ func handleLogin(logger *slog.Logger, maxBody int64, limits loginLimits, d serve
 		// The address is checked first so one client spraying many uids is stopped without touching the
 		// per-uid buckets of users it does not own.
 		now := time.Now()
-		if ok, wait := limits.perIP.Allow(clientIP(r, limits.ipHeader), now); !ok {
+		if ok, wait := limits.perIP.Allow(httpapi.ClientIP(r, limits.ipHeader), now); !ok {
 			d.metrics.logins.WithLabelValues("rate_limited").Inc()
 			httpapi.WriteError(w, &httpapi.Error{Code: httpapi.CodeRateLimited, Message: "too many login attempts from this address", RetryAfter: wait})
 			return
@@ -106,7 +104,7 @@ func handleLogin(logger *slog.Logger, maxBody int64, limits loginLimits, d serve
 
 func handleTokens(logger *slog.Logger, maxBody int64, d serverDeps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, ok := bearer(r)
+		key, ok := httpapi.BearerToken(r)
 		if !ok {
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnauthorized, "an API key is required: Authorization: Bearer <key>"))
 			return
@@ -167,28 +165,4 @@ func checkIdentity(uid, device string) error {
 		return httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err)
 	}
 	return nil
-}
-
-func bearer(r *http.Request) (string, bool) {
-	scheme, value, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(value) == "" {
-		return "", false
-	}
-	return strings.TrimSpace(value), true
-}
-
-// clientIP is the address rate limits key on: the first entry of the configured proxy header when set,
-// else the peer address.
-func clientIP(r *http.Request, header string) string {
-	if header != "" {
-		if v := r.Header.Get(header); v != "" {
-			first, _, _ := strings.Cut(v, ",")
-			return strings.TrimSpace(first)
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

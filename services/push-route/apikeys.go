@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -52,12 +51,12 @@ func (k *keyCache) verify(ctx context.Context, plain string) error {
 // requireKey lets a request through only with a valid API key in Authorization: Bearer.
 func requireKey(keys *keyCache, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(key) == "" {
+		key, ok := httpapi.BearerToken(r)
+		if !ok {
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnauthorized, "an API key is required: Authorization: Bearer <key>"))
 			return
 		}
-		err := keys.verify(r.Context(), strings.TrimSpace(key))
+		err := keys.verify(r.Context(), key)
 		switch {
 		case errors.Is(err, apikey.ErrInvalid):
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnauthorized, "invalid or revoked API key"))

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/subtle"
 	"log/slog"
 	"net/http"
 	"time"
@@ -11,17 +10,6 @@ import (
 	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-route/internal/inbox"
 )
-
-func requireSecret(secret string, h http.Handler) http.Handler {
-	want := []byte(secret)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get(wire.SecretHeader)), want) != 1 {
-			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnauthorized, "missing or wrong %s", wire.SecretHeader))
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
 
 // handleAcks clears what devices acked (push-servers send acks in batches).
 func handleAcks(logger *slog.Logger, store *inbox.Store, m *metrics) http.Handler {

@@ -47,7 +47,7 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 // newInternalServer serves the push-servers (acks, pending messages) and operators (metrics, probes).
 func newInternalServer(logger *slog.Logger, cfg Config, d serverDeps, reg *prometheus.Registry) http.Handler {
 	internal := func(route string, h http.Handler) http.Handler {
-		return d.metrics.http.Wrap(logger, route, requireSecret(cfg.InternalSecret, h))
+		return d.metrics.http.Wrap(logger, route, httpapi.RequireSecret(wire.SecretHeader, cfg.InternalSecret, h))
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST "+wire.PathAcks, internal("acks", handleAcks(logger, d.inbox, d.metrics)))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -28,7 +27,7 @@ const maxInternalBody = 4 << 20
 // Every endpoint is listed here.
 func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check, drain func()) http.Handler {
 	guard := func(route string, h http.Handler) http.Handler {
-		return s.metrics.http.Wrap(s.logger, route, requireSecret(s.cfg.InternalSecret, h))
+		return s.metrics.http.Wrap(s.logger, route, httpapi.RequireSecret(wire.SecretHeader, s.cfg.InternalSecret, h))
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST "+wire.PathDeliver, guard("deliver", handleDeliver(s)))
@@ -40,18 +39,6 @@ func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check
 	mux.Handle("GET /healthz", health.Healthz())
 	mux.Handle("GET /readyz", health.Readyz(2*time.Second, ready...))
 	return mux
-}
-
-func requireSecret(secret string, h http.Handler) http.Handler {
-	want := []byte(secret)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get(wire.SecretHeader))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnauthorized, "missing or wrong %s", wire.SecretHeader))
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // prepare encodes m's push frame once for all its recipients.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -109,6 +110,9 @@ func (a *Archiver) store(ctx context.Context, rows []row) (storeResult, error) {
 	if len(rows) == 0 {
 		return storeResult{}, nil
 	}
+	// Two archivers overlapping on a batch (a rebalance, two admin instances) insert the same rows;
+	// taking the row locks in one order (by id) keeps them from deadlocking.
+	slices.SortFunc(rows, func(x, y row) int { return strings.Compare(x.rec.ID, y.rec.ID) })
 	n, err := insertBatch(ctx, a.db, rows)
 	if err == nil {
 		return storeResult{inserted: n}, nil

@@ -229,21 +229,8 @@ func waitOK(url string, within time.Duration) error {
 	}
 }
 
-// eventually retries check until it passes or 20 s are over.
-func eventually(t testing.TB, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// eventually is the package tests' name for testenv.Eventually.
+var eventually = testenv.Eventually
 
 // device connects a Go client for uid to node ps, for the length of the test.
 func device(t testing.TB, ps *pushServer, uid, name string) *client.Conn {

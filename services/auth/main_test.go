@@ -230,21 +230,8 @@ func get(t testing.TB, url string) reply {
 	return reply{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
-// eventually retries check until it passes or 15 s are over.
-func eventually(t testing.TB, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// eventually is the package tests' name for testenv.Eventually.
+var eventually = testenv.Eventually
 
 func verify(t testing.TB, pubPEM []byte, tok string) token.Claims {
 	t.Helper()

@@ -172,20 +172,8 @@ func (n *node) stop(t testing.TB) {
 	}
 }
 
-func eventually(t testing.TB, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// eventually is the package tests' name for testenv.Eventually.
+var eventually = testenv.Eventually
 
 func tokenFor(t testing.TB, uid, device string) string {
 	t.Helper()

@@ -79,6 +79,9 @@ func handleDeliver(s *server) http.Handler {
 			resp.Results[i] = res
 		}
 		s.metrics.pushed.Add(float64(written))
+		// Debug, not info: at tens of thousands of pushes a second a line each costs real CPU; an
+		// operator following one message turns it on.
+		s.logger.Debug("deliver", "id", req.Message.ID, "uids", len(req.UIDs), "written", written, "trace_id", r.Header.Get("X-Request-Id"))
 		httpapi.WriteJSON(w, http.StatusOK, resp)
 	})
 }
@@ -97,6 +100,7 @@ func handleBroadcast(s *server) http.Handler {
 		}
 		n := s.broadcast(p)
 		s.metrics.pushed.Add(float64(n))
+		s.logger.Info("broadcast", "id", req.Message.ID, "written", n, "trace_id", r.Header.Get("X-Request-Id"))
 		httpapi.WriteJSON(w, http.StatusOK, wire.BroadcastResponse{Delivered: n})
 	})
 }

@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/gobwas/ws v1.5.0
 	github.com/heraldpush/herald/pkg v0.0.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (

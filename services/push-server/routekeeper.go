@@ -52,13 +52,21 @@ func (k *routeKeeper) register(r routes.Route) error {
 	return err
 }
 
-// unregister queues r's removal. A full queue means Redis is far behind; the route is then left for
-// the reconciliation after the next outage or for push-route, which removes routes a node disowns.
+// unregister queues r's removal. When a mass disconnect fills the queue the caller waits up to a
+// second for room (back-pressure on closes) rather than leave the route behind; a removal that still
+// does not fit marks the routes lost, and the monitor reconciles them with Redis.
 func (k *routeKeeper) unregister(r routes.Route) {
 	k.inWork.Add(1)
 	select {
 	case k.queue <- r:
+		return
 	default:
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case k.queue <- r:
+	case <-t.C:
 		k.inWork.Add(-1)
 		k.metrics.routeErrors.WithLabelValues("unregister_dropped").Inc()
 		k.setLost()
@@ -133,6 +141,7 @@ func (k *routeKeeper) monitor(ctx context.Context) {
 			continue
 		}
 		if k.up.Load() {
+			k.reconcileIfLost(ctx)
 			continue
 		}
 		if err := k.resync(ctx); err != nil {
@@ -164,6 +173,23 @@ func (k *routeKeeper) resync(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// reconcileIfLost repairs the routes after removals were dropped while Redis was up.
+func (k *routeKeeper) reconcileIfLost(ctx context.Context) {
+	k.mu.Lock()
+	lost := k.lost
+	k.lost = false
+	k.mu.Unlock()
+	if !lost {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := k.reconcile(ctx, k.local()); err != nil {
+		k.setLost()
+		k.logger.Warn("reconciling routes after dropped removals failed; will retry", "err", err)
+	}
 }
 
 // reconcile removes this node's routes in Redis that no local connection holds any more.

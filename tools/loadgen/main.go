@@ -1,5 +1,6 @@
-// Command loadgen opens many authenticated, idle WebSocket connections to Herald's push-servers and
-// reports how fast they opened and what they cost the servers.
+// Command loadgen opens many authenticated WebSocket connections to Herald's push-servers and
+// reports how fast they opened and what they cost the servers; in its load modes it then pushes to
+// them and measures what arrives.
 //
 // It reads the local stack's .herald/stack.json, mints a token per connection through auth's POST
 // /v1/tokens, and spreads the connections over several worker processes (it re-executes itself with
@@ -10,6 +11,16 @@
 // connection.
 //
 //	go run ./tools/loadgen -conns 18000 -node ps-1 -procs 3 -sources 4 -hold 60s
+//
+// Load modes (-mode; the connections are opened first, as above). push: -callers goroutines call
+// push-route's POST /v1/push for -duration with -uids-per-call random connected users each and data
+// {"t":<unix ns>}; the workers time each push frame from that stamp to its receipt (same machine, same
+// clock). broadcast: -broadcasts calls of POST /v1/broadcast, -interval apart, timed from the call's
+// start until each connection has the frame. upstream: every connection sends up frames for
+// -duration, at most -window in flight and -up-rate a second; up_acks and error frames are counted
+// and timed.
+//
+//	go run ./tools/loadgen -mode push -conns 10000 -node "" -procs 2 -callers 64 -uids-per-call 1 -duration 20s
 package main
 
 import (
@@ -24,6 +35,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +73,23 @@ type options struct {
 	dialTO     time.Duration
 	jsonOut    string
 	worker     bool
+
+	// The load modes.
+	mode        string
+	settle      time.Duration
+	duration    time.Duration
+	warmup      time.Duration
+	drain       time.Duration
+	callers     int
+	uidsPerCall int
+	broadcasts  int
+	interval    time.Duration
+	window      int
+	upRate      float64
+	upPad       int
+	backoff     time.Duration
+	routeIntURL string
+	pollWait    time.Duration
 }
 
 func parseOptions(args []string, getenv func(string) string) (options, error) {
@@ -86,6 +115,21 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 	fs.DurationVar(&o.dialTO, "dial-timeout", 10*time.Second, "time for one connect, upgrade and welcome")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file (-: stdout, the text report then goes to stderr)")
 	fs.BoolVar(&o.worker, "worker", false, "internal: run as a worker process (spec and commands on stdin)")
+	fs.StringVar(&o.mode, "mode", modeIdle, "idle (hold and sample memory), push, broadcast or upstream")
+	fs.DurationVar(&o.settle, "settle", 3*time.Second, "load modes: pause between the last connect and the load")
+	fs.DurationVar(&o.duration, "duration", 20*time.Second, "push and upstream: the measured window")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "push and upstream: load before the measured window, not counted")
+	fs.DurationVar(&o.drain, "drain", 3*time.Second, "load modes: wait after the last send for what is still on its way")
+	fs.IntVar(&o.callers, "callers", 64, "push: concurrent push API callers (keep-alive connections)")
+	fs.IntVar(&o.uidsPerCall, "uids-per-call", 1, "push: distinct random connected users per call")
+	fs.IntVar(&o.broadcasts, "broadcasts", 5, "broadcast: how many broadcasts")
+	fs.DurationVar(&o.interval, "interval", 3*time.Second, "broadcast: time between broadcasts")
+	fs.IntVar(&o.window, "window", 16, "upstream: up frames in flight per connection")
+	fs.Float64Var(&o.upRate, "up-rate", 0, "upstream: up frames per second per connection (0: as fast as the window allows; the server refuses more than its -msg-rate, 20 by default)")
+	fs.IntVar(&o.upPad, "up-pad", 32, "upstream: padding characters in each message's data")
+	fs.DurationVar(&o.backoff, "backoff", 100*time.Millisecond, "upstream: pause of a connection's sender after a rate_limited error")
+	fs.DurationVar(&o.pollWait, "poll-wait", 0, "load modes: workers look for frames this often instead of waking for each (receipts stamped up to this late; 0: wake for each)")
+	fs.StringVar(&o.routeIntURL, "push-route-internal", "", "push-route's internal URL for its /metrics (default: push_api_url's port + 1000, the local stack's layout)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return o, err
 	}
@@ -98,6 +142,17 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 	}
 	if o.uids < 0 || o.dialers < 1 || o.minters < 1 || o.rate < 0 {
 		return o, errors.New("-uids, -rate must not be negative; -dialers and -minters must be at least 1")
+	}
+	switch o.mode {
+	case modeIdle, modePush, modeBroadcast, modeUpstream:
+	default:
+		return o, fmt.Errorf("-mode %q: want idle, push, broadcast or upstream", o.mode)
+	}
+	if o.callers < 1 || o.uidsPerCall < 1 || o.broadcasts < 1 || o.window < 1 || o.upRate < 0 || o.duration <= 0 {
+		return o, errors.New("-callers, -uids-per-call, -broadcasts and -window must be at least 1, -duration positive, -up-rate not negative")
+	}
+	if o.mode != modeIdle && o.uids > 0 {
+		return o, errors.New("the load modes want one user per connection: leave -uids at 0")
 	}
 	if o.procs == 0 {
 		o.procs = autoProcs(o.conns, o.maxPerProc)
@@ -113,7 +168,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	if o.worker {
-		return runWorker(stdin, stdout)
+		return runWorker(stdin, stdout, getenv)
+	}
+	if o.mode != modeIdle && getenv("GOGC") == "" {
+		// The load generator shares the cores with the servers: less GC work leaves them more.
+		debug.SetGCPercent(loadGOGC)
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -140,7 +199,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 
 	r := &report{
 		Date: time.Now().UTC().Format(time.RFC3339), GoVersion: runtime.Version(), Args: args,
-		Conns: o.conns, Procs: o.procs, UIDs: o.uids, Ping: o.ping,
+		Conns: o.conns, Procs: o.procs, UIDs: o.uids, Ping: o.ping, Mode: o.mode,
 	}
 	for _, a := range srcs {
 		r.Sources = append(r.Sources, a.String())
@@ -168,7 +227,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	defer pool.kill()
 
-	if err := r.runPhases(ctx, o, pool, obs, watched, stderr); err != nil {
+	if err := r.runPhases(ctx, o, st, pool, obs, watched, stderr); err != nil {
 		pool.stop(10 * time.Second)
 		return err
 	}
@@ -240,6 +299,7 @@ func workerSpecs(o options, st stack, targets []node, sources []string) []worker
 			AuthURL: st.AuthURL, APIKey: st.APIKey, Targets: urls, Sources: sources,
 			Rate: o.rate / float64(len(shares)), Dialers: o.dialers, Minters: o.minters,
 			DialTimeout: o.dialTO, Ping: o.ping, PingEvery: o.pingEvery,
+			Mode: o.mode, Window: o.window, UpRate: o.upRate, UpPad: o.upPad, Backoff: o.backoff, PollWait: o.pollWait,
 		}
 	}
 	return specs
@@ -397,8 +457,9 @@ func (w *workers) kill() {
 	}
 }
 
-// runPhases mints, connects, samples, holds and stops, filling r.
-func (r *report) runPhases(ctx context.Context, o options, pool *workers, obs *observer, watched []node, stderr io.Writer) error {
+// runPhases mints, connects, samples and holds (idle) or runs the load (the other modes), and stops,
+// filling r.
+func (r *report) runPhases(ctx context.Context, o options, st stack, pool *workers, obs *observer, watched []node, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "loadgen: %d worker processes minting %d tokens\n", len(pool.procs), o.conns)
 	start := time.Now()
 	minted, err := pool.collect(ctx, evMinted, false, nil)
@@ -447,6 +508,18 @@ func (r *report) runPhases(ctx context.Context, o options, pool *workers, obs *o
 	fmt.Fprintf(stderr, "loadgen: %d open in %.1fs (%.0f/s), failures: %s\n",
 		r.Connect.Done, r.Connect.Seconds, r.Connect.PerSecond, formatCounts(r.Connect.Failures))
 
+	if o.mode != modeIdle {
+		var open []int
+		for _, e := range connected {
+			open = append(open, e.Open...)
+		}
+		if err := r.runLoad(ctx, o, st, pool, obs, watched, open, stderr); err != nil {
+			return err
+		}
+		r.HoldSeconds = time.Since(allOpen).Seconds()
+		return r.stopWorkers(ctx, pool, connected, stderr)
+	}
+
 	for _, at := range o.samples {
 		if err := sleepUntil(ctx, allOpen.Add(at)); err != nil {
 			return err
@@ -461,7 +534,11 @@ func (r *report) runPhases(ctx context.Context, o options, pool *workers, obs *o
 		return err
 	}
 	r.HoldSeconds = time.Since(allOpen).Seconds()
+	return r.stopWorkers(ctx, pool, connected, stderr)
+}
 
+// stopWorkers tells the workers to close their connections and records what was still open.
+func (r *report) stopWorkers(ctx context.Context, pool *workers, connected []event, stderr io.Writer) error {
 	pool.send(cmdStop)
 	final, err := pool.collect(ctx, evFinal, true, nil)
 	if err != nil {

@@ -20,7 +20,30 @@ import (
 // Commands from the parent.
 const (
 	cmdConnect = "connect"
+	cmdMeasure = "measure" // followed by a space and a measureCmd as JSON
+	cmdReport  = "report"
 	cmdStop    = "stop"
+)
+
+// measureCmd sets the measured window of a load phase, in unix ns of the send times: messages sent in
+// [Start, End) count. In upstream mode the workers send from From until End.
+type measureCmd struct {
+	From  int64 `json:"from"`
+	Start int64 `json:"start"`
+	End   int64 `json:"end"`
+}
+
+// loadGOGC is the GC target of loadgen's own processes in the load modes (unless GOGC is set): its
+// heap is small and its garbage per call or frame steady, so a higher target costs little memory and
+// saves CPU that the servers under test share.
+const loadGOGC = 400
+
+// Load modes (-mode).
+const (
+	modeIdle      = "idle"
+	modePush      = "push"
+	modeBroadcast = "broadcast"
+	modeUpstream  = "upstream"
 )
 
 // Event kinds from a worker.
@@ -28,6 +51,7 @@ const (
 	evMinted    = "minted"    // tokens are ready; waiting for "connect"
 	evProgress  = "progress"  // connecting; Count is open so far
 	evConnected = "connected" // every connection was tried; Count is open
+	evResult    = "result"    // what a load phase saw, asked for by "report"
 	evFinal     = "final"     // stopped; Count was open at the stop, Lost says what ended before
 	evExit      = "exit"      // the parent's own: the worker's output ended
 )
@@ -52,6 +76,17 @@ type workerSpec struct {
 	// "none"; PingEvery its interval, 0 meaning the heartbeat_s of the welcome frame.
 	Ping      string        `json:"ping"`
 	PingEvery time.Duration `json:"ping_every"`
+
+	// Mode is the load mode; the rest is for upstream mode: up frames in flight per connection,
+	// sends per second per connection (0: as fast as the window allows), padding in each frame's
+	// data, and the pause after a rate_limited error.
+	Mode    string        `json:"mode"`
+	Window  int           `json:"window"`
+	UpRate  float64       `json:"up_rate"`
+	UpPad   int           `json:"up_pad"`
+	Backoff time.Duration `json:"backoff"`
+	// PollWait is how often the worker looks for frames instead of waiting for them (0: wait).
+	PollWait time.Duration `json:"poll_wait"`
 }
 
 // event is one line of a worker's report.
@@ -68,6 +103,55 @@ type event struct {
 	Lost map[string]int `json:"lost,omitempty"`
 	// Err says why a worker's output ended early (exit events only).
 	Err string `json:"err,omitempty"`
+	// Open lists the global indices of the open connections (connected events of the load modes).
+	Open []int `json:"open,omitempty"`
+	// Result is what a load phase saw (result events).
+	Result *loadResult `json:"result,omitempty"`
+}
+
+// loadResult is what one worker's connections saw during a load phase; the parent adds them up.
+type loadResult struct {
+	// Pushes counts push frames received (push and broadcast modes), UpAcks up_ack frames.
+	Pushes int64 `json:"pushes"`
+	UpAcks int64 `json:"up_acks"`
+	// InWindow counts the pushes or up_acks of messages sent inside the measured window, and Latency
+	// is their send-to-receipt time (µs); OutOfWindow the others (warm-up, after the end).
+	InWindow    int64     `json:"in_window"`
+	OutOfWindow int64     `json:"out_of_window"`
+	Latency     *wireHist `json:"latency,omitempty"`
+	// PerSecond counts the in-window receipts by second of receipt after the window start.
+	PerSecond []int64 `json:"per_second,omitempty"`
+	// ByStamp is, in broadcast mode, the receipt latency of each broadcast, keyed by its send stamp.
+	ByStamp map[int64]*wireHist `json:"by_stamp,omitempty"`
+	// UpSent counts the up frames written, UpSentInWindow those inside the window.
+	UpSent         int64 `json:"up_sent"`
+	UpSentInWindow int64 `json:"up_sent_in_window"`
+	// Errors counts error frames by code; Frames other frames by type (and "oversized").
+	Errors map[string]int `json:"errors,omitempty"`
+	Frames map[string]int `json:"frames,omitempty"`
+	// Open is the connections open at the report; Lost those that ended before, by cause.
+	Open int            `json:"open"`
+	Lost map[string]int `json:"lost,omitempty"`
+}
+
+// add adds o into r (the histograms are merged by the caller).
+func (r *loadResult) add(o *loadResult) {
+	r.Pushes += o.Pushes
+	r.UpAcks += o.UpAcks
+	r.InWindow += o.InWindow
+	r.OutOfWindow += o.OutOfWindow
+	for i, n := range o.PerSecond {
+		for len(r.PerSecond) <= i {
+			r.PerSecond = append(r.PerSecond, 0)
+		}
+		r.PerSecond[i] += n
+	}
+	r.UpSent += o.UpSent
+	r.UpSentInWindow += o.UpSentInWindow
+	r.Errors = addCounts(r.Errors, o.Errors)
+	r.Frames = addCounts(r.Frames, o.Frames)
+	r.Open += o.Open
+	r.Lost = addCounts(r.Lost, o.Lost)
 }
 
 // failureKind names what went wrong in phase ("mint", "connect", "handshake", "welcome", "read")

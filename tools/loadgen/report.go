@@ -19,6 +19,7 @@ type report struct {
 	Targets   []string `json:"targets"` // node ids, or "auth" for the node auth names
 	UIDs      int      `json:"uids"`
 	Ping      string   `json:"ping"`
+	Mode      string   `json:"mode"`
 
 	Mint        phase          `json:"mint"`
 	Connect     phase          `json:"connect"`
@@ -28,6 +29,9 @@ type report struct {
 	Lost        map[string]int `json:"lost_while_held,omitempty"`
 
 	Nodes []nodeReport `json:"nodes"`
+
+	// Load is what a load mode measured (nil in idle mode).
+	Load *loadReport `json:"load,omitempty"`
 }
 
 // phase is minting or connecting: how many succeeded, how they failed, how long it took.
@@ -114,6 +118,9 @@ func (r *report) writeText(w io.Writer) {
 	fmt.Fprintf(w, "           connect+upgrade+welcome p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max)
 	fmt.Fprintf(w, "  held     %.0fs; open at the end %d; ended while held: %s\n", r.HoldSeconds, r.OpenAtStop, formatCounts(r.Lost))
+	if r.Load != nil {
+		r.Load.writeText(w)
+	}
 	for _, n := range r.Nodes {
 		fmt.Fprintf(w, "  %-8s before     %s\n", n.ID, statsLine(n.Before))
 		for _, s := range n.Samples {

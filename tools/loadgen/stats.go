@@ -24,8 +24,10 @@ type node struct {
 // stack is the part of .herald/stack.json loadgen reads.
 type stack struct {
 	AuthURL        string `json:"auth_url"`
+	PushAPIURL     string `json:"push_api_url"`
 	APIKey         string `json:"api_key"`
 	InternalSecret string `json:"internal_secret"`
+	RedisAddr      string `json:"redis_addr"`
 	PushServers    []node `json:"push_servers"`
 }
 
@@ -101,6 +103,15 @@ func (o *observer) runtime(ctx context.Context, n node) (map[string]float64, err
 		return nil, err
 	}
 	return parseGauges(strings.NewReader(string(body)), runtimeGauges), nil
+}
+
+// metrics reads names from GET {base}/metrics.
+func (o *observer) metrics(ctx context.Context, base string, names []string) (map[string]float64, error) {
+	body, err := o.get(ctx, strings.TrimRight(base, "/")+"/metrics", false)
+	if err != nil {
+		return nil, err
+	}
+	return parseGauges(strings.NewReader(string(body)), names), nil
 }
 
 func (o *observer) get(ctx context.Context, url string, secret bool) ([]byte, error) {

@@ -13,9 +13,11 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -40,6 +42,12 @@ type worker struct {
 	ping     []byte // the heartbeat frame, masked once for every connection
 	stopping atomic.Bool
 
+	// rec counts what the load modes receive; senders are the upstream senders, waited for at stop.
+	rec     recorder
+	senders sync.WaitGroup
+	quit    <-chan struct{} // closes when the worker is told to stop
+	poll    *poller         // reads the connections in the load modes; nil when idle
+
 	// mu guards conns, latency, failures and lost.
 	mu       sync.Mutex
 	conns    []*conn
@@ -52,9 +60,25 @@ type worker struct {
 type conn struct {
 	nc    net.Conn
 	r     io.Reader // nc, or the bytes that came with the handshake answer followed by nc
+	idx   int       // global connection index
 	every int64     // heartbeat interval, ns
 	next  int64     // unix ns of the next heartbeat; only the heartbeat goroutine touches it
 	ended atomic.Bool
+
+	// Load modes: the socket's own descriptor (raw: nc was closed and the socket is this duplicate of
+	// its descriptor, read by the poller and written with write(2)) and the bytes of an incomplete
+	// frame, which only the poller touches once the connection is registered.
+	fd      int
+	raw     bool
+	closed  atomic.Bool
+	partial []byte
+
+	// Upstream mode only: slots holds one token per message in flight (its capacity is the window),
+	// done closes when the connection ends, backoff is when the sender may go on after a
+	// rate_limited error (unix ns).
+	slots   chan struct{}
+	done    chan struct{}
+	backoff atomic.Int64
 
 	// wmu serialises writes: heartbeats and answers to the server's pings.
 	wmu sync.Mutex
@@ -63,12 +87,51 @@ type conn struct {
 func (c *conn) write(frame []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.raw {
+		return rawWrite(c.fd, frame)
+	}
 	_, err := c.nc.Write(frame)
 	return err
 }
 
+// close releases the connection's socket.
+func (c *conn) close() {
+	if !c.raw {
+		c.nc.Close()
+		return
+	}
+	if c.closed.CompareAndSwap(false, true) {
+		syscall.Close(c.fd)
+	}
+}
+
+// rawWrite writes all of b to the non-blocking socket fd, waiting a little while the socket is full
+// (frames from loadgen are small and rare next to the socket's buffer).
+func rawWrite(fd int, b []byte) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for len(b) > 0 {
+		n, err := syscall.Write(fd, b)
+		if n > 0 {
+			b = b[n:]
+			continue
+		}
+		switch {
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN && time.Now().Before(deadline):
+			time.Sleep(time.Millisecond)
+		case err == syscall.EAGAIN:
+			return os.ErrDeadlineExceeded
+		case err != nil:
+			return err
+		default:
+			return io.ErrShortWrite
+		}
+	}
+	return nil
+}
+
 // runWorker is a worker process's whole life: spec and commands on stdin, events on stdout.
-func runWorker(stdin io.Reader, stdout io.Writer) error {
+func runWorker(stdin io.Reader, stdout io.Writer, getenv func(string) string) error {
 	// Ctrl-C reaches the whole process group; the parent decides when the connections close.
 	signal.Ignore(os.Interrupt)
 
@@ -85,17 +148,29 @@ func runWorker(stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if w.spec.Mode != modeIdle && getenv("GOGC") == "" {
+		debug.SetGCPercent(loadGOGC)
+	}
 	connect, stop := make(chan struct{}), make(chan struct{})
+	w.quit = stop
 	go func() {
 		defer close(stop)
 		sawConnect := false
 		for lines.Scan() {
-			switch strings.TrimSpace(lines.Text()) {
+			cmd, arg, _ := strings.Cut(strings.TrimSpace(lines.Text()), " ")
+			switch cmd {
 			case cmdConnect:
 				if !sawConnect {
 					sawConnect = true
 					close(connect)
 				}
+			case cmdMeasure:
+				var m measureCmd
+				if err := json.Unmarshal([]byte(arg), &m); err == nil {
+					w.measure(m)
+				}
+			case cmdReport:
+				w.report()
 			case cmdStop:
 				return
 			}
@@ -119,12 +194,18 @@ func runWorker(stdin io.Reader, stdout io.Writer) error {
 	w.mu.Lock()
 	done := event{Kind: evConnected, Count: len(w.conns), Seconds: time.Since(start).Seconds(), LatencyUS: w.latency}
 	w.latency = nil
+	if w.spec.Mode != modeIdle {
+		for _, c := range w.conns {
+			done.Open = append(done.Open, c.idx)
+		}
+	}
 	w.mu.Unlock()
 	done.Failures = w.takeFailures()
 	w.emit(done)
 
 	<-stop
 	w.stopping.Store(true)
+	w.senders.Wait()
 	w.mu.Lock()
 	conns := w.conns
 	lost := w.lost
@@ -133,8 +214,11 @@ func runWorker(stdin io.Reader, stdout io.Writer) error {
 	for _, c := range conns {
 		if c.ended.CompareAndSwap(false, true) {
 			open++
+			if c.done != nil {
+				close(c.done)
+			}
 		}
-		c.nc.Close()
+		c.close()
 	}
 	w.emit(event{Kind: evFinal, Count: open, Lost: lost})
 	return nil
@@ -142,6 +226,17 @@ func runWorker(stdin io.Reader, stdout io.Writer) error {
 
 func newWorker(spec workerSpec, stdout io.Writer) (*worker, error) {
 	w := &worker{spec: spec, out: json.NewEncoder(stdout), failures: map[string]int{}, lost: map[string]int{}}
+	w.rec.reset()
+	if spec.Mode == "" {
+		w.spec.Mode = modeIdle
+	}
+	if w.spec.Mode != modeIdle {
+		p, err := newPoller(w, spec.PollWait)
+		if err != nil {
+			return nil, fmt.Errorf("worker: epoll: %w", err)
+		}
+		w.poll = p
+	}
 	for _, s := range spec.Sources {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
@@ -431,12 +526,30 @@ func (w *worker) open(k int) {
 		every = 30 * time.Second
 	}
 	now := time.Now()
-	c := &conn{nc: nc, r: r, every: int64(every), next: now.Add(every).UnixNano()}
+	c := &conn{nc: nc, r: r, idx: i, every: int64(every), next: now.Add(every).UnixNano()}
+	if w.spec.Mode == modeUpstream {
+		c.slots = make(chan struct{}, max(1, w.spec.Window))
+		c.done = make(chan struct{})
+	}
+	if w.poll != nil {
+		var leftover []byte
+		if prefix != nil && prefix.Len() > 0 {
+			leftover = make([]byte, prefix.Len())
+			_, _ = prefix.Read(leftover)
+		}
+		if err := w.poll.add(c, leftover); err != nil {
+			nc.Close()
+			w.fail(failureKind("poll", err))
+			return
+		}
+	}
 	w.mu.Lock()
 	w.conns = append(w.conns, c)
 	w.latency = append(w.latency, now.Sub(start).Microseconds())
 	w.mu.Unlock()
-	go w.read(c)
+	if w.poll == nil {
+		go w.read(c)
+	}
 }
 
 // welcomeError is a failed welcome; its text is the failure kind.
@@ -485,15 +598,24 @@ func readFrame(r io.Reader, buf []byte) (h ws.Header, p []byte, err error) {
 	return h, p, nil
 }
 
-// read consumes what the server sends (pongs, error frames) until the connection ends, answering
-// WebSocket pings. Its buffer holds any control frame.
+// read consumes what the server sends until the connection ends, answering WebSocket pings. Idle,
+// its buffer holds any control frame and other frames are dropped unread; in the load modes it holds
+// the frames they send too, and hands them to the recorder.
 func (w *worker) read(c *conn) {
-	buf := make([]byte, ws.MaxHeaderSize-2+125)
+	size := 125
+	if w.spec.Mode != modeIdle {
+		size = 1024
+	}
+	buf := make([]byte, ws.MaxHeaderSize-2+size)
 	for {
 		h, p, err := readFrame(c.r, buf)
 		if err != nil {
 			w.end(c, failureKind("read", err))
 			return
+		}
+		if w.spec.Mode != modeIdle && (h.OpCode == ws.OpText || h.OpCode == ws.OpBinary) {
+			w.onFrame(c, p, time.Now().UnixNano())
+			continue
 		}
 		switch h.OpCode {
 		case ws.OpClose:
@@ -512,7 +634,13 @@ func (w *worker) end(c *conn, kind string) {
 	if !c.ended.CompareAndSwap(false, true) {
 		return
 	}
-	c.nc.Close()
+	if w.poll != nil && c.raw {
+		w.poll.forget(c)
+	}
+	c.close()
+	if c.done != nil {
+		close(c.done)
+	}
 	if w.stopping.Load() {
 		return
 	}

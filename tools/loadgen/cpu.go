@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Where the CPU went during a load phase, without a profiler: the user+system time of each process of
+// the local stack and of loadgen itself, from /proc/<pid>/stat before and after, and the whole
+// machine's busy time from /proc/stat. The load generator shares the cores with the servers, and other
+// people's work may too; these figures say how much of each there was.
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times (100 on every Linux architecture Go runs on).
+const clockTicks = 100
+
+// procTicks reads utime+stime (clock ticks) from the contents of /proc/<pid>/stat.
+func procTicks(stat []byte) (uint64, error) {
+	// The command name (field 2) is in parentheses and may hold spaces or parentheses itself; the
+	// fields after the last ')' start with field 3 (state).
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("stat: no command name")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("stat: too few fields")
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseUint(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("stat: bad utime or stime")
+	}
+	return utime + stime, nil
+}
+
+// machineTicks reads the clock ticks of all CPUs from the contents of /proc/stat: busy (user, nice,
+// system, irq, softirq), steal (time the hypervisor gave the virtual CPUs to someone else) and the
+// total with idle and iowait. Softirq (part of busy) is mostly the loopback network's packet work;
+// on the measured machine the processes' own times include it (it runs in their system calls). Guest time is already inside user time and not added again.
+func machineTicks(stat []byte) (busy, softirq, steal, total uint64, err error) {
+	line, _, _ := bytes.Cut(stat, []byte{'\n'})
+	f := strings.Fields(string(line))
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, 0, 0, errors.New("/proc/stat: no cpu line")
+	}
+	for i, s := range f[1:min(len(f), 9)] { // user nice system idle iowait irq softirq steal
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, 0, 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		total += v
+		switch i {
+		case 3, 4:
+		case 7:
+			steal += v
+		case 6:
+			softirq += v
+			busy += v
+		default:
+			busy += v
+		}
+	}
+	return busy, softirq, steal, total, nil
+}
+
+// watchedProc is one process whose CPU time is followed.
+type watchedProc struct {
+	Name string `json:"name"`
+	PID  int    `json:"pid"`
+	Mine bool   `json:"loadgen"` // loadgen's parent or one of its workers
+}
+
+// classifyProc names a process of the local stack from its command line (NUL-separated, as in
+// /proc/<pid>/cmdline), or returns "" when it is not one: a service binary under binDir, a server
+// whose arguments name dataDir (MariaDB, ZooKeeper's java) or redisAddr's port (Redis), or a stack supervisor, "stack -bin
+// …", which also runs the in-process Kafka broker and copies every service's log lines (the caller
+// checks that it runs in the stack's directory).
+func classifyProc(cmdline []byte, binDir, dataDir, redisAddr string) string {
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if len(args) == 1 && strings.Contains(args[0], " ") {
+		args = strings.Fields(args[0]) // a process that rewrote its title, as Redis does
+	}
+	if len(args) == 0 || args[0] == "" {
+		return ""
+	}
+	base := filepath.Base(args[0])
+	switch {
+	case strings.HasPrefix(args[0], binDir+"/"):
+		return base
+	case slices.ContainsFunc(args[1:], func(a string) bool { return strings.Contains(a, dataDir+"/") }):
+		if base == "java" {
+			return "zookeeper"
+		}
+		return base
+	case base == "stack" && slices.Contains(args[1:], "-bin"):
+		return "stack"
+	case base == "redis-server" && redisAddr != "" && slices.ContainsFunc(args[1:], func(a string) bool { return strings.HasSuffix(a, ":"+portOf(redisAddr)) }):
+		// Redis rewrites its command line to "redis-server <bind>:<port>".
+		return base
+	}
+	return ""
+}
+
+// findStackProcs lists the local stack's processes; a push-server is named by its HERALD_NODE_ID.
+func findStackProcs(stackFile, redisAddr string) []watchedProc {
+	dir, err := filepath.Abs(filepath.Dir(stackFile))
+	if err != nil {
+		return nil
+	}
+	binDir, dataDir := filepath.Join(dir, "bin"), filepath.Join(dir, "data")
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []watchedProc
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		name := classifyProc(cmd, binDir, dataDir, redisAddr)
+		if name == "" {
+			continue
+		}
+		if name == "stack" {
+			// Another checkout's stack is not this one: it must run where this stack file lives.
+			if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || cwd != filepath.Dir(dir) {
+				continue
+			}
+		}
+		if name == "push-server" {
+			if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
+				if id := envValue(env, "HERALD_NODE_ID"); id != "" {
+					name = id
+				}
+			}
+		}
+		out = append(out, watchedProc{Name: name, PID: pid})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// envValue finds key in the contents of /proc/<pid>/environ.
+func envValue(environ []byte, key string) string {
+	for _, kv := range strings.Split(string(environ), "\x00") {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// ctxSwitches adds up the voluntary and involuntary context switches in the contents of a
+// /proc/<pid>/task/<tid>/status file.
+func ctxSwitches(status []byte) uint64 {
+	var n uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "voluntary_ctxt_switches" && k != "nonvoluntary_ctxt_switches") {
+			continue
+		}
+		if x, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+			n += x
+		}
+	}
+	return n
+}
+
+// procSwitches is the context switches of every thread of pid so far (threads that ended are not
+// counted, which matters little for the long-lived threads of a Go server).
+func procSwitches(pid int) uint64 {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, t := range tasks {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name())); err == nil {
+			n += ctxSwitches(b)
+		}
+	}
+	return n
+}
+
+// cpuSnapshot is the CPU time of the watched processes and of the machine at one moment.
+type cpuSnapshot struct {
+	switches map[int]uint64 // pid → context switches
+	procs    map[int]uint64 // pid → ticks
+	busy     uint64
+	softirq  uint64
+	steal    uint64
+	total    uint64
+	readErr  error
+}
+
+func takeCPU(procs []watchedProc) cpuSnapshot {
+	s := cpuSnapshot{procs: map[int]uint64{}, switches: map[int]uint64{}}
+	for _, p := range procs {
+		s.switches[p.PID] = procSwitches(p.PID)
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+		if err != nil {
+			continue
+		}
+		if t, err := procTicks(b); err == nil {
+			s.procs[p.PID] = t
+		}
+	}
+	b, err := os.ReadFile("/proc/stat")
+	if err == nil {
+		s.busy, s.softirq, s.steal, s.total, err = machineTicks(b)
+	}
+	s.readErr = err
+	return s
+}
+
+// cpuUse is one process's share of the CPU over a phase.
+type cpuUse struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"cpu_seconds"`
+	Cores   float64 `json:"cores"` // average cores busy: CPU seconds / wall seconds
+	Loadgen bool    `json:"loadgen,omitempty"`
+	// Switches is the context switches of its threads per second: each is a wake-up or a
+	// preemption, which costs far more than the work between them when messages are small.
+	Switches float64 `json:"ctx_switches_per_second"`
+}
+
+// cpuReport is where the CPU went over a phase of wall seconds.
+type cpuReport struct {
+	Wall  float64  `json:"wall_seconds"`
+	Procs []cpuUse `json:"procs"`
+	// Machine is the busy cores of the whole machine; Stack and Loadgen the parts of it taken by the
+	// stack's processes and by loadgen; Other the rest (other people's work, the kernel's softirqs
+	// that land outside these processes). Steal is the virtual CPU time the hypervisor ran something
+	// else instead, in cores: time the machine was meant to have and did not.
+	Machine float64 `json:"machine_cores"`
+	Softirq float64 `json:"softirq_cores"` // part of Machine
+	Steal   float64 `json:"steal_cores"`
+	Cores   int     `json:"machine_core_count"`
+	Stack   float64 `json:"stack_cores"`
+	Loadgen float64 `json:"loadgen_cores"`
+	Other   float64 `json:"other_cores"`
+}
+
+// cpuBetween computes the report between two snapshots wall seconds apart; cores is the machine's.
+func cpuBetween(procs []watchedProc, a, b cpuSnapshot, wall float64, cores int) cpuReport {
+	r := cpuReport{Wall: wall, Cores: cores}
+	if wall <= 0 {
+		return r
+	}
+	for _, p := range procs {
+		ta, ok1 := a.procs[p.PID]
+		tb, ok2 := b.procs[p.PID]
+		if !ok1 || !ok2 || tb < ta {
+			continue
+		}
+		sec := float64(tb-ta) / clockTicks
+		u := cpuUse{Name: p.Name, Seconds: sec, Cores: sec / wall, Loadgen: p.Mine}
+		if sb, sa := b.switches[p.PID], a.switches[p.PID]; sb >= sa {
+			u.Switches = float64(sb-sa) / wall
+		}
+		r.Procs = append(r.Procs, u)
+		if p.Mine {
+			r.Loadgen += u.Cores
+		} else {
+			r.Stack += u.Cores
+		}
+	}
+	if b.total > a.total && b.busy >= a.busy && b.steal >= a.steal {
+		r.Machine = float64(b.busy-a.busy) / float64(b.total-a.total) * float64(cores)
+		r.Steal = float64(b.steal-a.steal) / float64(b.total-a.total) * float64(cores)
+		r.Softirq = float64(b.softirq-a.softirq) / float64(b.total-a.total) * float64(cores)
+	}
+	r.Other = max(0, r.Machine-r.Stack-r.Loadgen)
+	return r
+}
+
+// portOf is the port of a host:port address ("" when there is none).
+func portOf(addr string) string {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return ""
+	}
+	return addr[i+1:]
+}

@@ -1,0 +1,472 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"net"
+	"reflect"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+func TestHistBuckets(t *testing.T) {
+	prev := -1
+	for _, v := range []int64{0, 1, 1023, 1024, 1025, 2047, 2048, 4095, 1 << 20, 1<<20 + 1, 1 << 40, 1<<62 + 12345} {
+		i := histBucket(v)
+		if i < prev {
+			t.Fatalf("bucket(%d) = %d, below the previous %d", v, i, prev)
+		}
+		if i >= histBuckets {
+			t.Fatalf("bucket(%d) = %d, out of range", v, i)
+		}
+		prev = i
+		low := histLow(i)
+		if low > v {
+			t.Fatalf("bucket(%d) starts at %d, above the value", v, low)
+		}
+		if v-low > v/512 {
+			t.Fatalf("bucket(%d) starts at %d: error %d over 1/512 of the value", v, low, v-low)
+		}
+		if histBucket(low) != i {
+			t.Fatalf("the low end %d of bucket %d falls into bucket %d", low, i, histBucket(low))
+		}
+	}
+	for i := range 5000 { // every bucket boundary in this range is consistent
+		if histBucket(histLow(i)) != i {
+			t.Fatalf("histBucket(histLow(%d)) = %d", i, histBucket(histLow(i)))
+		}
+	}
+}
+
+func TestHistQuantileMatchesExactPercentile(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var h hist
+	var exact []int64
+	for range 20000 {
+		v := int64(rng.ExpFloat64() * 3000) // µs, a latency-like spread up to tens of ms
+		h.record(v)
+		exact = append(exact, v)
+	}
+	slices.Sort(exact)
+	for _, q := range []float64{0, 0.5, 0.9, 0.99, 0.999, 1} {
+		want := percentile(exact, q)
+		got := h.quantile(q)
+		if got > want || want-got > want/512 {
+			t.Errorf("quantile(%g) = %d, exact %d", q, got, want)
+		}
+	}
+	if h.quantile(1) != exact[len(exact)-1] {
+		t.Errorf("max %d, want %d", h.quantile(1), exact[len(exact)-1])
+	}
+}
+
+func TestHistSmall(t *testing.T) {
+	var h hist
+	if h.quantile(0.5) != 0 || h.summary().N != 0 {
+		t.Fatal("empty hist not zero")
+	}
+	for _, v := range []int64{5, 1, 3, 2, 4, -7} { // -7: a clock step, counted as 0
+		h.record(v)
+	}
+	// sorted: 0 1 2 3 4 5; nearest rank
+	for q, want := range map[float64]int64{0.5: 2, 0.9: 5, 0.01: 0, 1: 5} {
+		if got := h.quantile(q); got != want {
+			t.Errorf("quantile(%g) = %d, want %d", q, got, want)
+		}
+	}
+	if h.mean() != 2.5 {
+		t.Errorf("mean %g, want 2.5", h.mean())
+	}
+}
+
+func TestHistMergeAndWire(t *testing.T) {
+	var a, b hist
+	for v := range int64(1000) {
+		a.record(v * 7)
+		b.record(v*13 + 5000)
+	}
+	var both hist
+	both.merge(&a)
+	both.merge(b.wire().unwire()) // through the worker → parent encoding
+	raw, err := json.Marshal(a.wire())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w wireHist
+	if err := json.Unmarshal(raw, &w); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.unwire(); !reflect.DeepEqual(got.counts, a.counts) || got.n != a.n || got.max != a.max || got.sum != a.sum {
+		t.Fatal("a hist changed on its way through JSON")
+	}
+	if both.n != 2000 || both.max != 999*13+5000 || both.sum != a.sum+b.sum {
+		t.Fatalf("merged n %d max %d sum %d", both.n, both.max, both.sum)
+	}
+	if q := both.quantile(0.5); q > 999*7 {
+		t.Fatalf("median %d should come from a's values", q)
+	}
+	var empty hist
+	empty.merge(nil)
+	empty.merge((*wireHist)(nil).unwire())
+	if empty.n != 0 {
+		t.Fatal("merging nothing added something")
+	}
+}
+
+func TestJSONField(t *testing.T) {
+	p := []byte(`{"type":"push","id":"01JABC","data":{"t":1763707000123456789},"ts":1763707000123}`)
+	tests := []struct{ key, want string }{
+		{"type", "push"}, {"id", "01JABC"}, {"t", "1763707000123456789"}, {"ts", "1763707000123"}, {"nope", ""},
+	}
+	for _, tt := range tests {
+		if got := string(jsonField(p, tt.key)); got != tt.want {
+			t.Errorf("jsonField(%q) = %q, want %q", tt.key, got, tt.want)
+		}
+	}
+	if jsonField([]byte(`{"a":"unterminated`), "a") != nil || jsonField([]byte(`{"a":}`), "a") != nil {
+		t.Error("broken values should give nil")
+	}
+	if got := string(jsonField([]byte(`{"a": -12}`), "a")); got != "-12" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestAtoi(t *testing.T) {
+	for s, want := range map[string]int64{"0": 0, "42": 42, "-7": -7, "9223372036854775807": 1<<63 - 1} {
+		if got, ok := atoi([]byte(s)); !ok || got != want {
+			t.Errorf("atoi(%q) = %d, %v", s, got, ok)
+		}
+	}
+	for _, s := range []string{"", "-", "1a", "12345678901234567890"} {
+		if _, ok := atoi([]byte(s)); ok {
+			t.Errorf("atoi(%q) accepted", s)
+		}
+	}
+}
+
+func TestParseFrame(t *testing.T) {
+	ref := appendRef(nil, 17, 1763707000000000001)
+	tests := []struct {
+		in   string
+		want parsedFrame
+	}{
+		{`{"type":"push","id":"X","data":{"t":123},"ts":1}`, parsedFrame{kind: kindPush, sent: 123, ok: true}},
+		{`{"type":"push","id":"X","data":{"hello":1},"ts":1}`, parsedFrame{kind: kindPush}},
+		{`{"type":"up_ack","ref":"` + string(ref) + `","id":"ABC"}`, parsedFrame{kind: kindUpAck, seq: 17, sent: 1763707000000000001, ok: true}},
+		{`{"type":"up_ack","ref":"someone-else","id":"ABC"}`, parsedFrame{kind: kindUpAck}},
+		{`{"type":"error","code":"rate_limited","message":"too many messages; slow down"}`, parsedFrame{kind: kindError, code: "rate_limited"}},
+		{`{"type":"error","ref":"3.99","code":"unavailable","message":"m"}`, parsedFrame{kind: kindError, code: "unavailable", seq: 3, sent: 99, ok: true}},
+		{`{"type":"pong"}`, parsedFrame{kind: kindPong}},
+		{`{"type":"reconnect","reason":"drain"}`, parsedFrame{kind: "reconnect"}},
+		{`not json`, parsedFrame{}},
+	}
+	for _, tt := range tests {
+		if got := parseFrame([]byte(tt.in)); got != tt.want {
+			t.Errorf("parseFrame(%s) = %+v, want %+v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestBuiltMessagesAreValidJSON(t *testing.T) {
+	var body struct {
+		UIDs []string `json:"uids"`
+		Data struct {
+			T int64 `json:"t"`
+		} `json:"data"`
+	}
+	b := appendPushBody(nil, []string{"lg-1", "lg-22"}, 99)
+	if err := json.Unmarshal(b, &body); err != nil || !slices.Equal(body.UIDs, []string{"lg-1", "lg-22"}) || body.Data.T != 99 {
+		t.Fatalf("push body %s: %+v, %v", b, body, err)
+	}
+	var up struct {
+		Type string `json:"type"`
+		Ref  string `json:"ref"`
+		Data struct {
+			N int64  `json:"n"`
+			P string `json:"p"`
+		} `json:"data"`
+	}
+	u := appendUpFrame(nil, 5, 1234, "xx")
+	if err := json.Unmarshal(u, &up); err != nil || up.Type != "up" || up.Ref != "5.1234" || up.Data.N != 5 || up.Data.P != "xx" {
+		t.Fatalf("up frame %s: %+v, %v", u, up, err)
+	}
+	seq, sent, ok := parseRef([]byte(up.Ref))
+	if !ok || seq != 5 || sent != 1234 {
+		t.Fatalf("parseRef(%q) = %d, %d, %v", up.Ref, seq, sent, ok)
+	}
+}
+
+func TestSumDelivered(t *testing.T) {
+	tests := map[string]int64{
+		`{"id":"A","results":[{"uid":"a","delivered":1,"stored":false},{"uid":"b","delivered":0,"stored":false},{"uid":"c","delivered":2,"stored":false}]}`: 3,
+		`{"id":"A","delivered":18000}`:                   18000,
+		`{"error":{"code":"unavailable","message":"x"}}`: 0,
+	}
+	for in, want := range tests {
+		if got := sumDelivered([]byte(in)); got != want {
+			t.Errorf("sumDelivered(%s) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestAppendMaskedText(t *testing.T) {
+	for _, n := range []int{0, 5, 125, 126, 1000, 70000} {
+		payload := bytes.Repeat([]byte("a"), n)
+		frame := appendMaskedText(nil, payload, [4]byte{1, 2, 3, 4})
+		r := bytes.NewReader(frame)
+		h, err := ws.ReadHeader(r)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		if !h.Fin || h.OpCode != ws.OpText || !h.Masked || h.Length != int64(n) || h.Mask != [4]byte{1, 2, 3, 4} {
+			t.Fatalf("%d bytes: header %+v", n, h)
+		}
+		got := make([]byte, n)
+		if _, err := r.Read(got); n > 0 && err != nil {
+			t.Fatal(err)
+		}
+		ws.Cipher(got, h.Mask, 0)
+		if !bytes.Equal(got, payload) || r.Len() != 0 {
+			t.Fatalf("%d bytes: payload does not round-trip", n)
+		}
+	}
+}
+
+func TestProcTicks(t *testing.T) {
+	stat := []byte("4809 (push-server) S 4503 4503 4503 0 -1 4194304 1200 0 0 0 731 212 0 0 20 0 12 0 1000 2389000000 7000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n")
+	got, err := procTicks(stat)
+	if err != nil || got != 943 {
+		t.Fatalf("procTicks = %d, %v; want 943", got, err)
+	}
+	odd := []byte("77 (a (b) c) R 1 1 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 1 1 1\n")
+	if got, err := procTicks(odd); err != nil || got != 11 {
+		t.Fatalf("name with parentheses: %d, %v", got, err)
+	}
+	if _, err := procTicks([]byte("1 (x) S 1 2")); err == nil {
+		t.Fatal("short stat accepted")
+	}
+}
+
+func TestMachineTicks(t *testing.T) {
+	stat := []byte("cpu  100 5 50 800 20 3 2 9 7 0\ncpu0 50 2 25 400 10 1 1 0 0 0\n")
+	busy, softirq, steal, total, err := machineTicks(stat)
+	if err != nil || busy != 160 || softirq != 2 || steal != 9 || total != 989 {
+		t.Fatalf("machineTicks = %d, %d, %d, %d, %v; want 160, 2, 9, 989", busy, softirq, steal, total, err)
+	}
+	if _, _, _, _, err := machineTicks([]byte("intr 1 2 3\n")); err == nil {
+		t.Fatal("no cpu line accepted")
+	}
+}
+
+func TestCPUBetween(t *testing.T) {
+	procs := []watchedProc{{Name: "ps-1", PID: 1}, {Name: "loadgen", PID: 2, Mine: true}, {Name: "gone", PID: 3}}
+	a := cpuSnapshot{procs: map[int]uint64{1: 100, 2: 50, 3: 10}, busy: 1000, steal: 10, total: 2000}
+	b := cpuSnapshot{procs: map[int]uint64{1: 200, 2: 100}, busy: 1350, steal: 30, total: 2400}
+	r := cpuBetween(procs, a, b, 2, 2)
+	if len(r.Procs) != 2 || r.Stack != 0.5 || r.Loadgen != 0.25 {
+		t.Fatalf("report %+v", r)
+	}
+	if r.Machine != 1.75 || r.Other != 1 || r.Steal != 0.1 {
+		t.Fatalf("machine %.2f other %.2f steal %.2f, want 1.75, 1 and 0.1", r.Machine, r.Other, r.Steal)
+	}
+}
+
+func TestClassifyProc(t *testing.T) {
+	bin, data := "/w/.herald/bin", "/w/.herald/data"
+	tests := map[string]string{
+		"/w/.herald/bin/push-server\x00":                                           "push-server",
+		"/w/.herald/bin/push-route\x00":                                            "push-route",
+		"/usr/bin/redis-server\x00--dir\x00/w/.herald/data/redis-1\x00":            "redis-server",
+		"/usr/sbin/mariadbd\x00--datadir=/w/.herald/data/mysql-3/data\x00":         "mariadbd",
+		"/usr/bin/java\x00-cp\x00zk.jar\x00Main\x00/w/.herald/data/zk/zoo.cfg\x00": "zookeeper",
+		"/tmp/go-build1/b001/exe/stack\x00-bin\x00.herald/bin\x00":                 "stack",
+		"/tmp/herald-test-1/push-server\x00":                                       "",
+		"/usr/bin/redis-server\x00127.0.0.1:39003\x00":                             "",
+		"\x00": "",
+	}
+	for cmd, want := range tests {
+		if got := classifyProc([]byte(cmd), bin, data, "127.0.0.1:33499"); got != want {
+			t.Errorf("classifyProc(%q) = %q, want %q", cmd, got, want)
+		}
+	}
+	if envValue([]byte("A=1\x00HERALD_NODE_ID=ps-2\x00B=3\x00"), "HERALD_NODE_ID") != "ps-2" {
+		t.Error("envValue")
+	}
+}
+
+func TestRouteInternalURL(t *testing.T) {
+	got, err := routeInternalURL("", "http://127.0.0.1:8080")
+	if err != nil || got != "http://127.0.0.1:9080" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if got, _ := routeInternalURL("http://x:1/", "http://127.0.0.1:8080"); got != "http://x:1" {
+		t.Fatalf("flag ignored: %q", got)
+	}
+	if _, err := routeInternalURL("", "http://host"); err == nil {
+		t.Fatal("no port accepted")
+	}
+}
+
+func TestPickRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	all := []string{"a", "b", "c", "d", "e", "f", "g"}
+	perm := slices.Clone(all)
+	seen := map[string]bool{}
+	for range 200 {
+		got := pickRandom(rng, perm, 3)
+		if len(got) != 3 || got[0] == got[1] || got[1] == got[2] || got[0] == got[2] {
+			t.Fatalf("not 3 distinct: %v", got)
+		}
+		for _, g := range got {
+			seen[g] = true
+		}
+		sorted := slices.Sorted(slices.Values(perm))
+		if !slices.Equal(sorted, all) {
+			t.Fatalf("perm is no longer a permutation: %v", perm)
+		}
+	}
+	if len(seen) != len(all) {
+		t.Fatalf("only %d of %d elements ever picked", len(seen), len(all))
+	}
+	if got := pickRandom(rng, perm, 10); len(got) != len(all) {
+		t.Fatalf("k over n gave %d", len(got))
+	}
+}
+
+func TestLoadResultAdd(t *testing.T) {
+	a := loadResult{Pushes: 1, InWindow: 1, PerSecond: []int64{1, 2}, Errors: map[string]int{"x": 1}, Open: 3}
+	a.add(&loadResult{Pushes: 2, InWindow: 2, PerSecond: []int64{10, 20, 30}, Errors: map[string]int{"x": 1, "y": 2}, Open: 4, Lost: map[string]int{"read_eof": 1}})
+	want := loadResult{Pushes: 3, InWindow: 3, PerSecond: []int64{11, 22, 30}, Errors: map[string]int{"x": 2, "y": 2}, Open: 7, Lost: map[string]int{"read_eof": 1}}
+	if !reflect.DeepEqual(a, want) {
+		t.Fatalf("got %+v\nwant %+v", a, want)
+	}
+}
+
+// The worker's recorder, fed frames as its readers would: window, latency, per-second counts, errors.
+func TestRecorder(t *testing.T) {
+	w := &worker{spec: workerSpec{Mode: modePush}}
+	w.rec.reset()
+	base := time.Date(2026, 11, 21, 7, 0, 0, 0, time.UTC).UnixNano()
+	w.rec.win = measureCmd{From: base - int64(time.Second), Start: base, End: base + int64(10*time.Second)}
+	c := &conn{}
+	push := func(sent int64) []byte {
+		return []byte(`{"type":"push","id":"X","data":{"t":` + strconv.FormatInt(sent, 10) + `},"ts":1}`)
+	}
+	w.onFrame(c, push(base-1), base+int64(time.Millisecond))                       // warm-up: out of the window
+	w.onFrame(c, push(base), base+int64(2*time.Millisecond))                       // 2 ms, second 0
+	w.onFrame(c, push(base+int64(time.Second)), base+int64(1004*time.Millisecond)) // 4 ms, second 1
+	w.onFrame(c, []byte(`{"type":"error","code":"rate_limited","message":"m"}`), base)
+	w.onFrame(c, []byte(`{"type":"pong"}`), base)
+	w.onFrame(c, nil, base)
+	r := w.rec.res
+	if r.Pushes != 3 || r.InWindow != 2 || r.OutOfWindow != 1 || !slices.Equal(r.PerSecond, []int64{1, 1}) {
+		t.Fatalf("result %+v", r)
+	}
+	if r.Errors["rate_limited"] != 1 || r.Frames["oversized"] != 1 || len(r.Frames) != 1 {
+		t.Fatalf("errors %v frames %v", r.Errors, r.Frames)
+	}
+	if w.rec.lat.n != 2 || w.rec.lat.quantile(1) != 4000 || w.rec.lat.quantile(0.5) != 2000 {
+		t.Fatalf("latency n %d max %d", w.rec.lat.n, w.rec.lat.quantile(1))
+	}
+}
+
+func TestRecorderUpstreamReleasesWindow(t *testing.T) {
+	w := &worker{spec: workerSpec{Mode: modeUpstream, Backoff: 100 * time.Millisecond}}
+	w.rec.reset()
+	w.rec.win = measureCmd{Start: 1000, End: 2000}
+	c := &conn{slots: make(chan struct{}, 3), done: make(chan struct{})}
+	for range 3 {
+		c.slots <- struct{}{}
+	}
+	w.onFrame(c, []byte(`{"type":"up_ack","ref":"`+string(appendRef(nil, 1, 1500))+`","id":"I"}`), 1500+5000)
+	w.onFrame(c, []byte(`{"type":"error","code":"rate_limited","message":"m"}`), 1600)
+	if len(c.slots) != 1 {
+		t.Fatalf("%d slots taken, want 1", len(c.slots))
+	}
+	if c.backoff.Load() != 1600+int64(100*time.Millisecond) {
+		t.Fatalf("backoff %d", c.backoff.Load())
+	}
+	if w.rec.res.UpAcks != 1 || w.rec.res.InWindow != 1 || w.rec.lat.quantile(1) != 5 {
+		t.Fatalf("result %+v, latency max %d", w.rec.res, w.rec.lat.quantile(1))
+	}
+}
+
+func TestParseHeader(t *testing.T) {
+	for _, n := range []int{0, 125, 126, 65535, 65536} {
+		for _, masked := range []bool{false, true} {
+			f := ws.NewTextFrame(bytes.Repeat([]byte("z"), n))
+			if masked {
+				f = ws.MaskFrameWith(f, [4]byte{9, 8, 7, 6})
+			}
+			raw, err := ws.CompileFrame(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, hlen, ok := parseHeader(raw)
+			if !ok || h.Length != int64(n) || h.OpCode != ws.OpText || !h.Fin || h.Masked != masked || hlen+n != len(raw) {
+				t.Fatalf("%d bytes, masked %v: %+v, %d, %v", n, masked, h, hlen, ok)
+			}
+			if masked && h.Mask != [4]byte{9, 8, 7, 6} {
+				t.Fatalf("mask %v", h.Mask)
+			}
+			for cut := range hlen { // every incomplete header is reported as such
+				if _, _, ok := parseHeader(raw[:cut]); ok {
+					t.Fatalf("%d bytes: header accepted from %d of its %d bytes", n, cut, hlen)
+				}
+			}
+		}
+	}
+}
+
+// The poller's frame cutting, fed the bytes of a stream in awkward pieces.
+func TestPollerConsume(t *testing.T) {
+	w := &worker{spec: workerSpec{Mode: modePush}, lost: map[string]int{}}
+	w.rec.reset()
+	w.rec.win = measureCmd{Start: 1, End: 1 << 62}
+	p := &poller{w: w, epfd: -1, byFD: map[int32]*conn{}}
+	a, b := net.Pipe()
+	defer b.Close()
+	c := &conn{nc: a, fd: -1}
+
+	var stream []byte
+	for i := range 5 {
+		payload := `{"type":"push","id":"X","data":{"t":` + strconv.Itoa(1000+i) + `},"ts":1}`
+		raw, _ := ws.CompileFrame(ws.NewTextFrame([]byte(payload)))
+		stream = append(stream, raw...)
+	}
+	pong, _ := ws.CompileFrame(ws.NewTextFrame([]byte(`{"type":"pong"}`)))
+	stream = append(stream, pong...)
+	for len(stream) > 0 { // 7 bytes at a time: headers and payloads split everywhere
+		k := min(7, len(stream))
+		if !p.consume(c, slices.Clone(stream[:k]), 5000) {
+			t.Fatal("connection ended")
+		}
+		stream = stream[k:]
+	}
+	if w.rec.res.Pushes != 5 || w.rec.res.InWindow != 5 || len(c.partial) != 0 {
+		t.Fatalf("pushes %d in window %d, %d bytes left", w.rec.res.Pushes, w.rec.res.InWindow, len(c.partial))
+	}
+	if w.rec.lat.quantile(1) != 4 { // (5000 − 1000) ns = 4 µs
+		t.Fatalf("max latency %d µs", w.rec.lat.quantile(1))
+	}
+
+	closing, _ := ws.CompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(1008, "idle timeout")))
+	if p.consume(c, closing, 6000) {
+		t.Fatal("a close frame did not end the connection")
+	}
+	if !c.ended.Load() || w.lost["closed_1008"] != 1 {
+		t.Fatalf("ended %v, lost %v", c.ended.Load(), w.lost)
+	}
+}
+
+func TestCtxSwitches(t *testing.T) {
+	status := []byte("Name:\tpush-route\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t1200\nnonvoluntary_ctxt_switches:\t34\n")
+	if got := ctxSwitches(status); got != 1234 {
+		t.Fatalf("ctxSwitches = %d, want 1234", got)
+	}
+}

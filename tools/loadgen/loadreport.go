@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// writeText prints a load phase's findings.
+func (lr *loadReport) writeText(w io.Writer) {
+	switch lr.Mode {
+	case modePush:
+		fmt.Fprintf(w, "  push     %d callers, %d uid(s) per call, %d connections, %.1f s measured from %s\n",
+			lr.Callers, lr.UIDsPerCall, lr.Conns, lr.Seconds, lr.Start.Format("15:04:05.000"))
+		fmt.Fprintf(w, "           calls %d (%.0f/s), errors: %s; call latency %s\n",
+			lr.Calls, lr.CallsPerSec, formatCounts(lr.CallErrors), latencyText(*lr.CallLatency))
+		fmt.Fprintf(w, "           delivered (API answers) %d, received %d = %.0f/s; never received %d; uids not delivered %d\n",
+			lr.Delivered, lr.Received, lr.PerSecond, lr.MissingFrames, lr.NotDelivered)
+		fmt.Fprintf(w, "           push call → receipt %s\n", latencyText(lr.Latency))
+	case modeBroadcast:
+		fmt.Fprintf(w, "  broadcast %d broadcasts to %d connections (ms from the call's start; fractions %s)\n",
+			len(lr.Broadcasts), lr.Conns, fractionsText())
+		for i, b := range lr.Broadcasts {
+			fmt.Fprintf(w, "           #%d call %.1f ms, delivered %d%s, received %d, missing %d; time to last %.1f ms; by fraction %s\n",
+				i+1, b.CallMS, b.Delivered, errText(b.Err), b.Received, b.Missing, b.Latency.Max, msList(b.Quantiles))
+		}
+	case modeUpstream:
+		rate := "unpaced"
+		if lr.UpRate > 0 {
+			rate = fmt.Sprintf("≤ %g/s each", lr.UpRate)
+		}
+		fmt.Fprintf(w, "  upstream %d connections, window %d, %s, %.1f s measured from %s\n",
+			lr.Conns, lr.Window, rate, lr.Seconds, lr.Start.Format("15:04:05.000"))
+		fmt.Fprintf(w, "           sent %d in the window (%d in all); acked %d = %.0f/s; error frames: %s\n",
+			lr.UpSentInWindow, lr.UpSent, lr.Received, lr.PerSecond, formatCounts(lr.UpErrors))
+		fmt.Fprintf(w, "           up → up_ack %s\n", latencyText(lr.Latency))
+	}
+	if lr.PollWait > 0 {
+		fmt.Fprintf(w, "           (workers look for frames every %.1f ms: receipts are stamped up to that late)\n", lr.PollWait)
+	}
+	if len(lr.Timeline) > 0 {
+		fmt.Fprintf(w, "           per second: %s\n", intList(lr.Timeline))
+	}
+	fmt.Fprintf(w, "           out of the window %d; other frames: %s; open after %d; ended during: %s\n",
+		lr.OutOfWindow, formatCounts(lr.OtherFrames), lr.OpenAfter, formatCounts(lr.LostDuring))
+	lr.CPU.writeText(w)
+	names := make([]string, 0, len(lr.Metrics))
+	for n := range lr.Metrics {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, deltaText(lr.Metrics[n]))
+	}
+}
+
+func latencyText(l latencyMS) string {
+	return fmt.Sprintf("p50 %.2f ms, p90 %.2f, p99 %.2f, p99.9 %.2f, max %.2f (mean %.2f, n %d)",
+		l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean, l.N)
+}
+
+func fractionsText() string {
+	parts := make([]string, len(broadcastFractions))
+	for i, f := range broadcastFractions {
+		parts[i] = fmt.Sprintf("%g%%", f*100)
+	}
+	return strings.Join(parts, "/")
+}
+
+func msList(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%.1f", x)
+	}
+	return strings.Join(parts, "/")
+}
+
+func intList(v []int64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprint(x)
+	}
+	return strings.Join(parts, " ")
+}
+
+func errText(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " (" + e + ")"
+}
+
+func (c cpuReport) writeText(w io.Writer) {
+	if c.Wall <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "  cpu      over %.1f s: machine %.2f of %d cores busy (softirq %.2f of it; %.2f more stolen by the hypervisor): stack %.2f, loadgen %.2f, other %.2f\n",
+		c.Wall, c.Machine, c.Cores, c.Softirq, c.Steal, c.Stack, c.Loadgen, c.Other)
+	procs := append([]cpuUse(nil), c.Procs...)
+	sort.Slice(procs, func(i, j int) bool { return procs[i].Cores > procs[j].Cores })
+	var parts []string
+	for _, p := range procs {
+		if p.Cores >= 0.005 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", p.Name, p.Cores))
+		}
+	}
+	fmt.Fprintf(w, "           by process (cores): %s\n", strings.Join(parts, ", "))
+	parts = parts[:0]
+	for _, p := range procs {
+		if p.Cores >= 0.005 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", p.Name, p.Switches))
+		}
+	}
+	fmt.Fprintf(w, "           context switches per second: %s\n", strings.Join(parts, ", "))
+}
+
+// deltaText shows a source's counters as after − before, and gauges (threads, goroutines, heap,
+// connections) as their value after.
+func deltaText(d metricDelta) string {
+	keys := make([]string, 0, len(d.After))
+	for k := range d.After {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		a := d.After[k]
+		short := strings.NewReplacer("herald_", "", "_total", "", "go_gc_duration_seconds_count", "GCs", "go_memstats_", "").Replace(k)
+		if isGauge(k) {
+			parts = append(parts, fmt.Sprintf("%s %.0f", short, a))
+			continue
+		}
+		b, ok := d.Before[k]
+		if !ok {
+			continue
+		}
+		if strings.HasSuffix(k, "_seconds_total") {
+			parts = append(parts, fmt.Sprintf("%s %+.2f", short, a-b))
+		} else if a != b {
+			parts = append(parts, fmt.Sprintf("%s %+.0f", short, a-b))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func isGauge(name string) bool {
+	for _, g := range []string{"go_goroutines", "go_threads", "go_memstats_heap_alloc_bytes", "herald_ws_connections"} {
+		if name == g {
+			return true
+		}
+	}
+	return false
+}

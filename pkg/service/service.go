@@ -11,6 +11,9 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // NewLogger returns a JSON slog logger writing to w at the named level (debug, info, warn, error).
@@ -78,4 +81,13 @@ func shutdown(servers []*http.Server, timeout time.Duration) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// NewRegistry returns a Prometheus registry with the Go runtime and process collectors, the base of
+// every service's /metrics. A registry per process, not the global default, keeps tests that run
+// several services in one process apart.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }

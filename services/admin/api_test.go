@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldpush/herald/pkg/testenv"
 	"github.com/heraldpush/herald/pkg/wire"
 )
 
@@ -393,7 +394,7 @@ func TestFirstAdminRateLimitAndShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, func(k string) string { return vars[k] }, &out) }()
-	if err := waitOK("http://"+vars["HERALD_INTERNAL_ADDR"]+"/readyz", 30*time.Second); err != nil {
+	if err := testenv.WaitHTTP("http://"+vars["HERALD_INTERNAL_ADDR"]+"/readyz", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	m := regexp.MustCompile(`"user":"generated","password":"([^"]+)"`).FindStringSubmatch(out.String())

@@ -17,9 +17,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/heraldpush/herald/pkg/account"
 	"github.com/heraldpush/herald/pkg/apikey"
 	"github.com/heraldpush/herald/pkg/discovery"
@@ -81,8 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer zk.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := service.NewRegistry()
 	m := newMetrics(reg)
 
 	httpClient := &http.Client{Timeout: cfg.CallTimeout}

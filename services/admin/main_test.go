@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -108,7 +107,7 @@ func setup() error {
 	}); err != nil {
 		return err
 	}
-	if err := waitOK(routeIntURL+"/healthz", 30*time.Second); err != nil {
+	if err := testenv.WaitHTTP(routeIntURL+"/healthz", 30*time.Second); err != nil {
 		return err
 	}
 	if consoleKey, _, err = apikey.NewStore(testDB).Create(context.Background(), "admin console"); err != nil {
@@ -120,7 +119,7 @@ func setup() error {
 	if nodeB, err = startPushServer("ps-b"); err != nil {
 		return err
 	}
-	if err := waitOK(routeIntURL+"/readyz", 30*time.Second); err != nil {
+	if err := testenv.WaitHTTP(routeIntURL+"/readyz", 30*time.Second); err != nil {
 		return err
 	}
 
@@ -131,7 +130,7 @@ func setup() error {
 			fmt.Fprintln(os.Stderr, "admin:", err)
 		}
 	}()
-	return waitOK(adminIntURL+"/readyz", 30*time.Second)
+	return testenv.WaitHTTP(adminIntURL+"/readyz", 30*time.Second)
 }
 
 // adminEnv is the environment of an admin process on fresh ports, with extra on top.
@@ -178,7 +177,7 @@ func startPushServer(id string) (*pushServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ps, waitOK(ps.internalURL+"/readyz", 30*time.Second)
+	return ps, testenv.WaitHTTP(ps.internalURL+"/readyz", 30*time.Second)
 }
 
 // startProcess runs one of the built binaries with the given HERALD_* environment; its output goes to
@@ -200,33 +199,6 @@ func startProcess(name string, vars map[string]string) (*exec.Cmd, error) {
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd, cmd.Start()
-}
-
-func mustFreeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitOK(url string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("HTTP %d", resp.StatusCode)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: %v", url, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // eventually is the package tests' name for testenv.Eventually.
@@ -426,4 +398,13 @@ func insertUpstream(t testing.TB, uid string, n int, now time.Time) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// mustFreeAddr is testenv.FreeAddr for TestMain's setup, where there is no test to fail.
+func mustFreeAddr() string {
+	addr, err := testenv.FreeAddr()
+	if err != nil {
+		panic(err)
+	}
+	return addr
 }

@@ -17,8 +17,6 @@ import (
 	"github.com/heraldpush/herald/pkg/mysqldb"
 	"github.com/heraldpush/herald/pkg/service"
 	"github.com/heraldpush/herald/pkg/token"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 func main() {
@@ -67,8 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer zk.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := service.NewRegistry()
 	metrics := newMetrics(reg)
 
 	nodes := newNodePicker(metrics, zk.Check)

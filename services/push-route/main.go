@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldpush/herald/pkg/apikey"
@@ -76,8 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer zk.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := service.NewRegistry()
 	m := newMetrics(reg)
 	nodes := newNodeDirectory(routeStore, logger, m, zk.Check, zk.Get)
 	disp := newDispatcher(routeStore, nodes, cfg.InternalSecret, cfg.NodeTimeout, logger, m)

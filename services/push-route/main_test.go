@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -102,7 +101,7 @@ func setup() error {
 			fmt.Fprintln(os.Stderr, "push-route:", err)
 		}
 	}()
-	if err := waitOK(routeIntURL+"/healthz", 30*time.Second); err != nil {
+	if err := testenv.WaitHTTP(routeIntURL+"/healthz", 30*time.Second); err != nil {
 		return err
 	}
 	db, err := mysqldb.Open(context.Background(), env.mysql.DSN)
@@ -119,7 +118,7 @@ func setup() error {
 	if nodeB, err = startPushServer("ps-b", nil); err != nil {
 		return err
 	}
-	return waitOK(routeIntURL+"/readyz", 30*time.Second)
+	return testenv.WaitHTTP(routeIntURL+"/readyz", 30*time.Second)
 }
 
 // pushServer is a push-server process.
@@ -149,39 +148,12 @@ func startPushServer(id string, extra map[string]string) (*pushServer, error) {
 	if err := ps.cmd.Start(); err != nil {
 		return nil, err
 	}
-	return ps, waitOK(ps.internalURL+"/readyz", 30*time.Second)
+	return ps, testenv.WaitHTTP(ps.internalURL+"/readyz", 30*time.Second)
 }
 
 func (ps *pushServer) kill() {
 	ps.cmd.Process.Signal(syscall.SIGKILL)
 	ps.cmd.Wait()
-}
-
-func mustFreeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitOK(url string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-			err = fmt.Errorf("HTTP %d", resp.StatusCode)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: %v", url, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // eventually is the package tests' name for testenv.Eventually.
@@ -297,4 +269,13 @@ func openDB(t testing.TB) *sql.DB {
 		}
 	})
 	return testDB
+}
+
+// mustFreeAddr is testenv.FreeAddr for TestMain's setup, where there is no test to fail.
+func mustFreeAddr() string {
+	addr, err := testenv.FreeAddr()
+	if err != nil {
+		panic(err)
+	}
+	return addr
 }

@@ -20,8 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldpush/herald/pkg/discovery"
@@ -82,8 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	s := &server{cfg: cfg, logger: logger, verifier: token.NewVerifier(keys...), hub: hub.New(cfg.MaxConnsPerUser)}
 	s.seq.Store(uint64(time.Now().UnixNano()))
 	s.pong, _ = json.Marshal(map[string]string{"type": wire.TypePong})
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := service.NewRegistry()
 	s.metrics = newMetrics(reg, s)
 	s.routes = newRouteKeeper(store, cfg.NodeID, logger, s.metrics, s.localRoutes)
 	pushRoute := newPushRouteClient(cfg.PushRouteURL, cfg.InternalSecret)

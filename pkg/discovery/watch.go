@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -20,7 +21,7 @@ func (c *Client) Watch(ctx context.Context, onChange func([]Node)) {
 	defer unsubscribe()
 	var last []Node
 	publish := func(nodes []Node) {
-		if last == nil || !equal(last, nodes) {
+		if last == nil || !slices.Equal(last, nodes) {
 			last = nodes
 			onChange(nodes)
 		}
@@ -106,18 +107,6 @@ func (c *Client) readNodes(ctx context.Context) (nodes []Node, changed <-chan st
 		}()
 	}
 	return nodes, round.Done(), cancel, nil
-}
-
-func equal(a, b []Node) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Get reads one push-server's znode: ok is false when there is none (the node is not live).

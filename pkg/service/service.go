@@ -14,6 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldpush/herald/pkg/health"
 )
 
 // NewLogger returns a JSON slog logger writing to w at the named level (debug, info, warn, error).
@@ -90,4 +93,14 @@ func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// OpsMux is the base of every service's internal listener: /metrics from reg, /healthz, and /readyz
+// over ready. Services with an internal API add their endpoints to it.
+func OpsMux(reg *prometheus.Registry, ready []health.Check) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /healthz", health.Healthz())
+	mux.Handle("GET /readyz", health.Readyz(2*time.Second, ready...))
+	return mux
 }

@@ -120,6 +120,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	return service.Serve(ctx, logger, cfg.ShutdownTimeout,
 		service.Listener{Name: "public", Addr: cfg.ListenAddr, Handler: NewServer(logger, cfg, deps)},
-		service.Listener{Name: "internal", Addr: cfg.InternalAddr, Handler: newInternalServer(reg, deps.ready)},
+		service.Listener{Name: "internal", Addr: cfg.InternalAddr, Handler: service.OpsMux(reg, deps.ready)},
 	)
 }

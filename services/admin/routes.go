@@ -7,9 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/heraldpush/herald/pkg/account"
 	"github.com/heraldpush/herald/pkg/apikey"
 	"github.com/heraldpush/herald/pkg/discovery"
@@ -108,15 +105,6 @@ func securityHeaders(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-// newInternalServer serves what only operators' tools reach: metrics and probes.
-func newInternalServer(reg *prometheus.Registry, ready []health.Check) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("GET /healthz", health.Healthz())
-	mux.Handle("GET /readyz", health.Readyz(2*time.Second, ready...))
-	return mux
 }
 
 func readyChecks(db *sql.DB, zk *discovery.Client) []health.Check {

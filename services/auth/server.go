@@ -13,8 +13,6 @@ import (
 	"github.com/heraldpush/herald/pkg/health"
 	"github.com/heraldpush/herald/pkg/ratelimit"
 	"github.com/heraldpush/herald/pkg/token"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // serverDeps are what the API handlers need; run builds them from real servers, tests from private ones.
@@ -41,15 +39,6 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 	mux.Handle("GET /healthz", health.Healthz())
 	mux.Handle("GET /readyz", health.Readyz(2*time.Second, d.ready...))
 	mux.Handle("/", wrap(logger, "unknown", handleNotFound()))
-	return mux
-}
-
-// newInternalServer serves what only operators and their tools reach: metrics and probes.
-func newInternalServer(reg *prometheus.Registry, ready []health.Check) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("GET /healthz", health.Healthz())
-	mux.Handle("GET /readyz", health.Readyz(2*time.Second, ready...))
 	return mux
 }
 

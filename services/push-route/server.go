@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/heraldpush/herald/pkg/service"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/heraldpush/herald/pkg/health"
 	"github.com/heraldpush/herald/pkg/httpapi"
@@ -49,12 +49,9 @@ func newInternalServer(logger *slog.Logger, cfg Config, d serverDeps, reg *prome
 	internal := func(route string, h http.Handler) http.Handler {
 		return d.metrics.http.Wrap(logger, route, httpapi.RequireSecret(wire.SecretHeader, cfg.InternalSecret, h))
 	}
-	mux := http.NewServeMux()
+	mux := service.OpsMux(reg, d.ready)
 	mux.Handle("POST "+wire.PathAcks, internal("acks", handleAcks(logger, d.inbox, d.metrics)))
 	mux.Handle("POST "+wire.PathPending, internal("pending", handlePending(logger, d.inbox)))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("GET /healthz", health.Healthz())
-	mux.Handle("GET /readyz", health.Readyz(2*time.Second, d.ready...))
 	return mux
 }
 

@@ -9,15 +9,14 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/heraldpush/herald/pkg/health"
 	"github.com/heraldpush/herald/pkg/httpapi"
 	"github.com/heraldpush/herald/pkg/ident"
+	"github.com/heraldpush/herald/pkg/service"
 	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // maxInternalBody bounds internal requests: a deliver call carries up to 1,000 uids and 64 KiB data.
@@ -29,15 +28,12 @@ func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check
 	guard := func(route string, h http.Handler) http.Handler {
 		return s.metrics.http.Wrap(s.logger, route, httpapi.RequireSecret(wire.SecretHeader, s.cfg.InternalSecret, h))
 	}
-	mux := http.NewServeMux()
+	mux := service.OpsMux(reg, ready)
 	mux.Handle("POST "+wire.PathDeliver, guard("deliver", handleDeliver(s)))
 	mux.Handle("POST "+wire.PathBroadcast, guard("broadcast", handleBroadcast(s)))
 	mux.Handle("POST "+wire.PathKick, guard("kick", handleKick(s)))
 	mux.Handle("GET "+wire.PathStats, guard("stats", handleStats(s)))
 	mux.Handle("POST "+wire.PathDrain, guard("drain", handleDrain(drain)))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("GET /healthz", health.Healthz())
-	mux.Handle("GET /readyz", health.Readyz(2*time.Second, ready...))
 	return mux
 }
 

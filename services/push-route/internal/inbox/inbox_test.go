@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -64,13 +65,13 @@ func TestInbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"m3", "m1", "m2", "short"}; !equal(ids(got), want) {
+	if want := []string{"m3", "m1", "m2", "short"}; !slices.Equal(ids(got), want) {
 		t.Fatalf("alice pending %v, want %v (a ttl-0 message is never pending)", ids(got), want)
 	}
 	if string(got[0].Data) != `{"id":"m3"}` || got[0].TS != 42 {
 		t.Fatalf("message %+v", got[0])
 	}
-	if got, _ := s.Pending(ctx, "alice", now.Add(2*time.Second)); !equal(ids(got), []string{"m3", "m1", "m2"}) {
+	if got, _ := s.Pending(ctx, "alice", now.Add(2*time.Second)); !slices.Equal(ids(got), []string{"m3", "m1", "m2"}) {
 		t.Fatalf("after short expired: %v", ids(got))
 	}
 	if got, _ := s.Pending(ctx, "carol", now); len(got) != 0 {
@@ -81,10 +82,10 @@ func TestInbox(t *testing.T) {
 	if err := s.Ack(ctx, []wire.Ack{{UID: "alice", ID: "m1"}, {UID: "alice", ID: "m1"}, {UID: "alice", ID: "nope"}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.Pending(ctx, "alice", now); !equal(ids(got), []string{"m3", "m2", "short"}) {
+	if got, _ := s.Pending(ctx, "alice", now); !slices.Equal(ids(got), []string{"m3", "m2", "short"}) {
 		t.Fatalf("alice after ack %v", ids(got))
 	}
-	if got, _ := s.Pending(ctx, "bob", now); !equal(ids(got), []string{"m3", "m1", "m2"}) {
+	if got, _ := s.Pending(ctx, "bob", now); !slices.Equal(ids(got), []string{"m3", "m1", "m2"}) {
 		t.Fatalf("bob after alice's ack %v", ids(got))
 	}
 	who, err := s.PendingFor(ctx, "m1", now)
@@ -107,16 +108,4 @@ func TestInbox(t *testing.T) {
 	if err := s.Save(ctx, msg("no-ttl"), []string{"alice"}, 0, now); err != nil {
 		t.Fatalf("an id whose window ended should be usable again: %v", err)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

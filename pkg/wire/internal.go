@@ -9,11 +9,13 @@ const SecretHeader = "X-Herald-Internal-Secret"
 
 // Internal API paths on a push-server's internal listener.
 const (
-	PathDeliver   = "/internal/v1/deliver"
-	PathBroadcast = "/internal/v1/broadcast"
-	PathKick      = "/internal/v1/kick"
-	PathStats     = "/internal/v1/stats"
-	PathDrain     = "/internal/v1/drain"
+	PathDeliver = "/internal/v1/deliver"
+	// PathDeliverBatch takes several deliveries in one call (DeliverBatchRequest).
+	PathDeliverBatch = "/internal/v1/deliver-batch"
+	PathBroadcast    = "/internal/v1/broadcast"
+	PathKick         = "/internal/v1/kick"
+	PathStats        = "/internal/v1/stats"
+	PathDrain        = "/internal/v1/drain"
 )
 
 // DeliverRequest asks a node to write Message to every local connection of each uid.
@@ -34,6 +36,28 @@ type DeliverResult struct {
 // DeliverResponse answers DeliverRequest, one result per requested uid in request order.
 type DeliverResponse struct {
 	Results []DeliverResult `json:"results"`
+	// Error is set, and Results empty, when a batch item was refused (a malformed message); the call
+	// and its other items still succeed.
+	Error string `json:"error,omitempty"`
+}
+
+// DeliverBatchRequest carries several deliveries to one node in one call: push-route gathers the
+// pushes bound for a node while its earlier calls to that node are in flight, so under load one
+// request, one write and one wake-up serve many messages.
+type DeliverBatchRequest struct {
+	Items []DeliverItem `json:"items"`
+}
+
+// DeliverItem is one message for some uids of the node. TraceID follows the message into the node's log.
+type DeliverItem struct {
+	Message Message  `json:"message"`
+	UIDs    []string `json:"uids"`
+	TraceID string   `json:"trace_id,omitempty"`
+}
+
+// DeliverBatchResponse answers DeliverBatchRequest, one response per item in request order.
+type DeliverBatchResponse struct {
+	Items []DeliverResponse `json:"items"`
 }
 
 // BroadcastRequest asks a node to write Message to every local connection.

@@ -24,6 +24,10 @@ type Config struct {
 	MaxUIDs          int
 	MaxTTL           time.Duration
 	NodeTimeout      time.Duration
+	NodeInFlight     int
+	NodeQueue        int
+	BatchMaxUIDs     int
+	LookupInFlight   int
 	KeyCacheTTL      time.Duration
 	IdempotencyTTL   time.Duration
 	LogLevel         string
@@ -45,12 +49,19 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.MaxUIDs, "max-uids", 1000, "uids per push call (400 above)")
 	fs.DurationVar(&c.MaxTTL, "max-ttl", 30*24*time.Hour, "longest ttl_s accepted")
 	fs.DurationVar(&c.NodeTimeout, "node-timeout", 2*time.Second, "time allowed for one push-server call; a slower node's users count as not delivered")
+	fs.IntVar(&c.NodeInFlight, "node-inflight", 1, "deliver calls in flight to one push-server; pushes arriving meanwhile go together in the next call")
+	fs.IntVar(&c.NodeQueue, "node-queue", 10000, "pushes waiting for one push-server (and route lookups waiting for Redis); beyond it a push counts that node's users as not delivered")
+	fs.IntVar(&c.BatchMaxUIDs, "batch-max-uids", 2000, "uids in one batched deliver call or one Redis lookup pipeline")
+	fs.IntVar(&c.LookupInFlight, "lookup-inflight", 1, "route lookup pipelines in flight to Redis; lookups arriving meanwhile go together in the next one")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", 10*time.Second, "how long a verified API key is trusted without asking MySQL (a revoked key works this long)")
 	fs.DurationVar(&c.IdempotencyTTL, "idempotency-window", 24*time.Hour, "how long a caller id of a message without ttl is remembered")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return Config{}, err
+	}
+	if c.NodeInFlight < 1 || c.NodeQueue < 1 || c.BatchMaxUIDs < 1 || c.LookupInFlight < 1 {
+		return Config{}, fmt.Errorf("-node-inflight, -node-queue, -batch-max-uids and -lookup-inflight must be at least 1")
 	}
 	if c.InternalSecret == "" {
 		return Config{}, fmt.Errorf("-internal-secret (%s) is required", config.EnvName("internal-secret"))

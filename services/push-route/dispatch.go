@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,20 +15,49 @@ import (
 	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/wire"
+	"github.com/heraldpush/herald/services/push-route/internal/coalesce"
 )
 
 // dispatcher delivers a message to the nodes holding its users: one Redis round trip for all routes,
 // one internal call per owning node, all nodes at once. A slow or dead node costs only its own users
 // their delivery, bounded by the call timeout.
+//
+// Concurrent pushes share those round trips: route lookups that arrive while earlier ones are in
+// flight go to Redis together in one pipeline, and the pushes bound for one node while earlier calls
+// to it are in flight go to it together in one deliver-batch call (see package coalesce). A lone push
+// waits for nothing; under load the per-call costs are spread over many messages.
 type dispatcher struct {
+	ctx     context.Context // the senders' lifetime
 	routes  *routes.Store
 	nodes   *nodeDirectory
 	client  *http.Client
 	secret  string
 	timeout time.Duration
+	batch   batchConfig
 	logger  *slog.Logger
 	metrics *metrics
 	stale   chan staleRoutes
+	lookups *coalesce.Batcher[[]string, map[string][]routes.Route]
+
+	wg      sync.WaitGroup // running senders
+	mu      sync.Mutex     // guards senders and closed
+	senders map[string]*nodeSender
+	closed  bool // run has ended: no new senders
+}
+
+// batchConfig bounds the coalescing of lookups and deliveries.
+type batchConfig struct {
+	maxUIDs        int // uids in one Redis pipeline or one deliver-batch call
+	nodeInFlight   int // deliver-batch calls in flight to one node
+	nodeQueue      int // pushes waiting for one node
+	lookupInFlight int // Redis pipelines in flight
+}
+
+// nodeSender is one node's deliver-batch queue.
+type nodeSender struct {
+	node    discovery.Node
+	batcher *coalesce.Batcher[wire.DeliverItem, wire.DeliverResponse]
+	stop    context.CancelFunc
 }
 
 // staleRoutes are routes naming a node that does not hold those connections (any more).
@@ -36,22 +66,80 @@ type staleRoutes struct {
 	connIDs   []string
 }
 
-func newDispatcher(store *routes.Store, nodes *nodeDirectory, secret string, timeout time.Duration, logger *slog.Logger, m *metrics) *dispatcher {
+// newDispatcher returns a dispatcher whose queues live until ctx ends; run must be running.
+func newDispatcher(ctx context.Context, store *routes.Store, nodes *nodeDirectory, secret string, timeout time.Duration, bc batchConfig, logger *slog.Logger, m *metrics) (*dispatcher, error) {
 	transport := &http.Transport{
 		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 256,
+		MaxIdleConnsPerHost: max(bc.nodeInFlight, 2),
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &dispatcher{
-		routes: store, nodes: nodes, secret: secret, timeout: timeout, logger: logger, metrics: m,
-		client: &http.Client{Transport: transport, Timeout: timeout},
-		stale:  make(chan staleRoutes, 4096),
+	d := &dispatcher{
+		ctx: ctx, routes: store, nodes: nodes, secret: secret, timeout: timeout, batch: bc, logger: logger, metrics: m,
+		client:  &http.Client{Transport: transport, Timeout: timeout},
+		stale:   make(chan staleRoutes, 4096),
+		senders: map[string]*nodeSender{},
 	}
+	lookups, err := coalesce.New(coalesce.Config{
+		MaxInFlight: bc.lookupInFlight,
+		MaxWeight:   bc.maxUIDs,
+		MaxQueue:    bc.nodeQueue,
+		Timeout:     timeout,
+	}, func(uids []string) int { return len(uids) }, d.lookupBatch)
+	if err != nil {
+		return nil, err
+	}
+	d.lookups = lookups
+	return d, nil
+}
+
+// run drives the lookup queue, stale-route removals and the pruning of vanished nodes' queues until
+// the dispatcher's context ends, then waits for every node queue to finish.
+func (d *dispatcher) run() {
+	var wg sync.WaitGroup
+	wg.Go(func() { d.lookups.Run(d.ctx) })
+	wg.Go(d.cleanStale)
+	wg.Go(d.pruneSenders)
+	wg.Wait()
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	d.wg.Wait()
+}
+
+// lookupBatch reads the routes of several pushes in one pipeline and hands each its own uids' routes.
+func (d *dispatcher) lookupBatch(ctx context.Context, reqs [][]string) ([]map[string][]routes.Route, error) {
+	var all []string
+	if len(reqs) == 1 {
+		all = reqs[0]
+	} else {
+		for _, uids := range reqs {
+			all = append(all, uids...)
+		}
+	}
+	found, err := d.routes.Lookup(ctx, all)
+	if err != nil {
+		return nil, err
+	}
+	d.metrics.lookupBatch.Observe(float64(len(reqs)))
+	if len(reqs) == 1 {
+		return []map[string][]routes.Route{found}, nil
+	}
+	out := make([]map[string][]routes.Route, len(reqs))
+	for i, uids := range reqs {
+		mine := make(map[string][]routes.Route, len(uids))
+		for _, uid := range uids {
+			if rs, ok := found[uid]; ok {
+				mine[uid] = rs
+			}
+		}
+		out[i] = mine
+	}
+	return out, nil
 }
 
 // deliver writes m to every connection of uids and returns how many connections each uid got.
 func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message, uids []string) (map[string]int, error) {
-	found, err := d.routes.Lookup(ctx, uids)
+	found, err := d.lookups.Do(ctx, uids)
 	if err != nil {
 		return nil, err
 	}
@@ -81,16 +169,18 @@ func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for nodeID, held := range byNode {
-		node := nodes[nodeID]
 		wg.Go(func() {
-			req := wire.DeliverRequest{Message: m, UIDs: make([]string, 0, len(held))}
+			item := wire.DeliverItem{Message: m, UIDs: make([]string, 0, len(held)), TraceID: traceID}
 			for uid := range held {
-				req.UIDs = append(req.UIDs, uid)
+				item.UIDs = append(item.UIDs, uid)
 			}
-			var resp wire.DeliverResponse
-			if err := d.call(ctx, traceID, node.InternalURL+wire.PathDeliver, req, &resp); err != nil {
+			resp, err := d.sendTo(ctx, nodes[nodeID], item)
+			if err == nil && resp.Error != "" {
+				err = errors.New(resp.Error)
+			}
+			if err != nil {
 				d.metrics.nodeErrors.WithLabelValues(nodeID).Inc()
-				d.logger.Warn("deliver to push-server failed", "node", nodeID, "uids", len(req.UIDs), "err", err, "trace_id", traceID)
+				d.logger.Warn("deliver to push-server failed", "node", nodeID, "uids", len(item.UIDs), "err", err, "trace_id", traceID)
 				return
 			}
 			mu.Lock()
@@ -113,6 +203,80 @@ func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message
 	}
 	wg.Wait()
 	return delivered, nil
+}
+
+// sendTo queues item for node's next deliver-batch call. Waiting for the queue and the call are each
+// bounded by the node timeout, so a slow node holds a push back for at most twice that.
+func (d *dispatcher) sendTo(ctx context.Context, node discovery.Node, item wire.DeliverItem) (wire.DeliverResponse, error) {
+	s, err := d.sender(node)
+	if err != nil {
+		return wire.DeliverResponse{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	resp, err := s.batcher.Do(ctx, item)
+	if err == nil && len(resp.Results) != len(item.UIDs) && resp.Error == "" {
+		err = fmt.Errorf("%d results for %d uids", len(resp.Results), len(item.UIDs))
+	}
+	return resp, err
+}
+
+// sender returns node's queue, starting it on first use (or again when the node's address changed).
+func (d *dispatcher) sender(node discovery.Node) (*nodeSender, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, coalesce.ErrClosed
+	}
+	if s, ok := d.senders[node.ID]; ok {
+		if s.node.InternalURL == node.InternalURL {
+			return s, nil
+		}
+		s.stop()
+	}
+	url := node.InternalURL + wire.PathDeliverBatch
+	b, err := coalesce.New(coalesce.Config{
+		MaxInFlight: d.batch.nodeInFlight,
+		MaxWeight:   d.batch.maxUIDs,
+		MaxQueue:    d.batch.nodeQueue,
+		Timeout:     d.timeout,
+	}, func(item wire.DeliverItem) int { return len(item.UIDs) }, func(ctx context.Context, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
+		var resp wire.DeliverBatchResponse
+		if err := d.call(ctx, "", url, wire.DeliverBatchRequest{Items: items}, &resp); err != nil {
+			return nil, err
+		}
+		d.metrics.deliverBatch.Observe(float64(len(items)))
+		return resp.Items, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(d.ctx)
+	s := &nodeSender{node: node, batcher: b, stop: stop}
+	d.senders[node.ID] = s
+	d.wg.Go(func() { b.Run(ctx) })
+	return s, nil
+}
+
+// pruneSenders stops the queues of nodes that have left ZooKeeper, once a minute.
+func (d *dispatcher) pruneSenders() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		for id, s := range d.senders {
+			if _, live := d.nodes.get(id); !live {
+				s.stop()
+				delete(d.senders, id)
+			}
+		}
+		d.mu.Unlock()
+	}
 }
 
 // broadcast writes m to every connection on every live node and returns how many took it.
@@ -150,7 +314,9 @@ func (d *dispatcher) call(ctx context.Context, traceID, url string, body, out an
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(wire.SecretHeader, d.secret)
-	req.Header.Set(traceHeader, traceID)
+	if traceID != "" {
+		req.Header.Set(traceHeader, traceID)
+	}
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return err
@@ -172,8 +338,9 @@ func (d *dispatcher) removeStale(s staleRoutes) {
 	}
 }
 
-// cleanStale runs the queued removals until ctx ends.
-func (d *dispatcher) cleanStale(ctx context.Context) {
+// cleanStale runs the queued removals until the dispatcher's context ends.
+func (d *dispatcher) cleanStale() {
+	ctx := d.ctx
 	for {
 		select {
 		case <-ctx.Done():

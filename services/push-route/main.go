@@ -41,7 +41,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	logger, err := service.NewLogger(stdout, cfg.LogLevel)
+	logOut, flushLogs := service.BufferLogs(stdout)
+	defer flushLogs()
+	logger, err := service.NewLogger(logOut, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -77,14 +79,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	reg := service.NewRegistry()
 	m := newMetrics(reg)
 	nodes := newNodeDirectory(routeStore, logger, m, zk.Check, zk.Get)
-	disp := newDispatcher(routeStore, nodes, cfg.InternalSecret, cfg.NodeTimeout, logger, m)
 
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
 	defer bg.Wait()
 	defer stopBackground()
+	disp, err := newDispatcher(bgCtx, routeStore, nodes, cfg.InternalSecret, cfg.NodeTimeout, batchConfig{
+		maxUIDs:        cfg.BatchMaxUIDs,
+		nodeInFlight:   cfg.NodeInFlight,
+		nodeQueue:      cfg.NodeQueue,
+		lookupInFlight: cfg.LookupInFlight,
+	}, logger, m)
+	if err != nil {
+		return err
+	}
 	bg.Go(func() { zk.Watch(bgCtx, nodes.update) })
-	bg.Go(func() { disp.cleanStale(bgCtx) })
+	bg.Go(disp.run)
 	bg.Go(func() { expireLoop(bgCtx, store, logger) })
 
 	deps := serverDeps{

@@ -16,6 +16,8 @@ type metrics struct {
 	staleDropped prometheus.Counter
 	swept        prometheus.Counter
 	liveNodes    prometheus.Gauge
+	deliverBatch prometheus.Histogram
+	lookupBatch  prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -30,7 +32,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		staleDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_stale_routes_dropped_total", Help: "Stale-route removals dropped because the queue was full."}),
 		swept:        prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_swept_routes_total", Help: "Routes swept from dead push-servers."}),
 		liveNodes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_push_live_nodes", Help: "Push-servers live in ZooKeeper."}),
+		deliverBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_push_deliver_batch_pushes", Help: "Pushes carried by one deliver-batch call to a push-server.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		lookupBatch:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_push_lookup_batch_pushes", Help: "Pushes whose routes one Redis pipeline read.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 	}
-	reg.MustRegister(m.pushes, m.broadcasts, m.deliveries, m.acks, m.nodeErrors, m.staleRemoved, m.staleDropped, m.swept, m.liveNodes)
+	reg.MustRegister(m.pushes, m.broadcasts, m.deliveries, m.acks, m.nodeErrors, m.staleRemoved, m.staleDropped, m.swept, m.liveNodes, m.deliverBatch, m.lookupBatch)
 	return m
 }

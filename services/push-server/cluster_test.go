@@ -116,6 +116,45 @@ func TestInternalAPI(t *testing.T) {
 			}
 		}
 	})
+	t.Run("deliver batch", func(t *testing.T) {
+		msg := func(id string) wire.Message {
+			return wire.Message{ID: id, Data: []byte(`{"n":1}`), TS: 1}
+		}
+		req := wire.DeliverBatchRequest{Items: []wire.DeliverItem{
+			{Message: msg("batch-1"), UIDs: []string{"kicked", "nobody"}, TraceID: "t1"},
+			{Message: wire.Message{ID: "", Data: []byte(`1`)}, UIDs: []string{"stays"}},
+			{Message: msg("batch-2"), UIDs: []string{"stays"}},
+		}}
+		var resp wire.DeliverBatchResponse
+		if status := internalCall(t, n, wire.PathDeliverBatch, req, &resp); status != 200 {
+			t.Fatalf("deliver batch: HTTP %d", status)
+		}
+		if len(resp.Items) != 3 {
+			t.Fatalf("%d answers for 3 items: %+v", len(resp.Items), resp)
+		}
+		first := resp.Items[0]
+		if first.Error != "" || len(first.Results) != 2 || first.Results[0].Delivered != 2 || len(first.Results[0].ConnIDs) != 2 ||
+			first.Results[1].Delivered != 0 || len(first.Results[1].ConnIDs) != 0 {
+			t.Fatalf("first item %+v, want 2 connections of kicked written and none of nobody", first)
+		}
+		if resp.Items[1].Error == "" || len(resp.Items[1].Results) != 0 {
+			t.Fatalf("malformed item answered %+v, want an error and no results", resp.Items[1])
+		}
+		if r := resp.Items[2]; r.Error != "" || len(r.Results) != 1 || r.Results[0].Delivered != 1 {
+			t.Fatalf("third item %+v: the malformed one before it must not stop it", r)
+		}
+		for _, c := range []*wsClient{c1, c2} {
+			if p := c.nextOfType("push"); p["id"] != "batch-1" {
+				t.Fatalf("push %v, want batch-1", p)
+			}
+		}
+		if p := other.nextOfType("push"); p["id"] != "batch-2" {
+			t.Fatalf("push %v, want batch-2", p)
+		}
+		if status := internalCall(t, n, wire.PathDeliverBatch, "not an object", nil); status != 400 {
+			t.Fatalf("malformed batch: HTTP %d, want 400", status)
+		}
+	})
 	t.Run("kick", func(t *testing.T) {
 		var resp wire.KickResponse
 		if status := internalCall(t, n, wire.PathKick, wire.KickRequest{UID: "kicked"}, &resp); status != 200 || resp.Closed != 2 {

@@ -30,6 +30,7 @@ func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check
 	}
 	mux := service.OpsMux(reg, ready)
 	mux.Handle("POST "+wire.PathDeliver, guard("deliver", handleDeliver(s)))
+	mux.Handle("POST "+wire.PathDeliverBatch, guard("deliver_batch", handleDeliverBatch(s)))
 	mux.Handle("POST "+wire.PathBroadcast, guard("broadcast", handleBroadcast(s)))
 	mux.Handle("POST "+wire.PathKick, guard("kick", handleKick(s)))
 	mux.Handle("GET "+wire.PathStats, guard("stats", handleStats(s)))
@@ -56,30 +57,61 @@ func handleDeliver(s *server) http.Handler {
 			httpapi.WriteError(w, err)
 			return
 		}
-		p, err := prepare(req.Message)
+		resp, err := s.deliver(wire.DeliverItem{Message: req.Message, UIDs: req.UIDs, TraceID: r.Header.Get("X-Request-Id")})
 		if err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
-		resp := wire.DeliverResponse{Results: make([]wire.DeliverResult, len(req.UIDs))}
-		written := 0
-		for i, uid := range req.UIDs {
-			res := wire.DeliverResult{UID: uid, ConnIDs: []string{}}
-			for _, c := range s.hub.Conns(uid) {
-				res.ConnIDs = append(res.ConnIDs, s.connID(c))
-				if c.Write(p) == nil {
-					res.Delivered++
-				}
-			}
-			written += res.Delivered
-			resp.Results[i] = res
-		}
-		s.metrics.pushed.Add(float64(written))
-		// Debug, not info: at tens of thousands of pushes a second a line each costs real CPU; an
-		// operator following one message turns it on.
-		s.logger.Debug("deliver", "id", req.Message.ID, "uids", len(req.UIDs), "written", written, "trace_id", r.Header.Get("X-Request-Id"))
 		httpapi.WriteJSON(w, http.StatusOK, resp)
 	})
+}
+
+func handleDeliverBatch(s *server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req wire.DeliverBatchRequest
+		if err := httpapi.DecodeJSON(w, r, maxInternalBody, &req); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		resp := wire.DeliverBatchResponse{Items: make([]wire.DeliverResponse, len(req.Items))}
+		for i, item := range req.Items {
+			res, err := s.deliver(item)
+			if err != nil {
+				// One malformed message must not cost the others in the batch their delivery.
+				res = wire.DeliverResponse{Results: []wire.DeliverResult{}, Error: err.Error()}
+			}
+			resp.Items[i] = res
+		}
+		httpapi.WriteJSON(w, http.StatusOK, resp)
+	})
+}
+
+// deliver writes item's message to every local connection of its uids. Each result lists the
+// connections the node holds for that uid, so push-route can tell which of its routes are stale.
+func (s *server) deliver(item wire.DeliverItem) (wire.DeliverResponse, error) {
+	p, err := prepare(item.Message)
+	if err != nil {
+		return wire.DeliverResponse{}, err
+	}
+	resp := wire.DeliverResponse{Results: make([]wire.DeliverResult, len(item.UIDs))}
+	written := 0
+	for i, uid := range item.UIDs {
+		conns := s.hub.Conns(uid)
+		res := wire.DeliverResult{UID: uid, ConnIDs: make([]string, 0, len(conns))}
+		for _, c := range conns {
+			res.ConnIDs = append(res.ConnIDs, s.connID(c))
+			if c.Write(p) == nil {
+				res.Delivered++
+			}
+		}
+		written += res.Delivered
+		resp.Results[i] = res
+	}
+	s.metrics.pushed.Add(float64(written))
+	// Debug, not info: at tens of thousands of pushes a second a line each costs real CPU; an
+	// operator following one message turns it on.
+	s.logger.Debug("deliver", "id", item.Message.ID, "uids", len(item.UIDs), "written", written, "trace_id", item.TraceID)
+	return resp, nil
 }
 
 func handleBroadcast(s *server) http.Handler {

@@ -47,7 +47,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	logger, err := service.NewLogger(stdout, cfg.LogLevel)
+	logOut, flushLogs := service.BufferLogs(stdout)
+	defer flushLogs()
+	logger, err := service.NewLogger(logOut, cfg.LogLevel)
 	if err != nil {
 		return err
 	}

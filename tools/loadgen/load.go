@@ -282,14 +282,19 @@ func apiCall(ctx context.Context, hc *http.Client, url, apiKey string, body []by
 	if err != nil {
 		return nil, failureKind("http_read", err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		kind := "http_" + strconv.Itoa(resp.StatusCode)
-		if code := jsonField(buf.Bytes(), "code"); code != nil {
-			kind += "_" + string(code)
-		}
-		return buf.Bytes(), kind
+	return buf.Bytes(), answerFailure(resp.StatusCode, buf.Bytes())
+}
+
+// answerFailure is the failure kind of an answer: "" for 200, else http_<status>[_<error code>].
+func answerFailure(status int, body []byte) string {
+	if status == http.StatusOK {
+		return ""
 	}
-	return buf.Bytes(), ""
+	kind := "http_" + strconv.Itoa(status)
+	if code := jsonField(body, "code"); code != nil {
+		kind += "_" + string(code)
+	}
+	return kind
 }
 
 // callStats are one caller's counts over the window.
@@ -318,9 +323,16 @@ func (r *report) runPush(ctx context.Context, o options, st stack, pool *workers
 	fmt.Fprintf(stderr, "loadgen: push: %d callers, %d uids per call, over %d connections: %s warm-up, %s measured\n",
 		o.callers, o.uidsPerCall, len(uids), o.warmup, o.duration)
 
-	hc := apiClient(o.callers)
-	defer hc.CloseIdleConnections()
 	pushURL := strings.TrimRight(st.PushAPIURL, "/") + "/v1/push"
+	callers := make([]*rawCaller, o.callers)
+	for k := range callers {
+		c, err := newRawCaller(pushURL, st.APIKey, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.close()
+		callers[k] = c
+	}
 	stats := make([]callStats, o.callers)
 	var wg sync.WaitGroup
 	if err := sleepUntil(ctx, from); err != nil {
@@ -342,7 +354,7 @@ func (r *report) runPush(ctx context.Context, o options, st stack, pool *workers
 					return
 				}
 				body = appendPushBody(body[:0], pick, sent.UnixNano())
-				answer, fail := apiCall(ctx, hc, pushURL, st.APIKey, body, &buf)
+				answer, fail := callers[k].post(body, &buf)
 				if sent.Before(start) {
 					continue
 				}

@@ -36,6 +36,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,6 +91,7 @@ type options struct {
 	backoff     time.Duration
 	routeIntURL string
 	pollWait    time.Duration
+	cpuProfile  string
 }
 
 func parseOptions(args []string, getenv func(string) string) (options, error) {
@@ -128,6 +130,7 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 	fs.Float64Var(&o.upRate, "up-rate", 0, "upstream: up frames per second per connection (0: as fast as the window allows; the server refuses more than its -msg-rate, 20 by default)")
 	fs.IntVar(&o.upPad, "up-pad", 32, "upstream: padding characters in each message's data")
 	fs.DurationVar(&o.backoff, "backoff", 100*time.Millisecond, "upstream: pause of a connection's sender after a rate_limited error")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the parent process's CPU profile to this file (to see what the load generator itself costs)")
 	fs.DurationVar(&o.pollWait, "poll-wait", 0, "load modes: workers look for frames this often instead of waking for each (receipts stamped up to this late; 0: wake for each)")
 	fs.StringVar(&o.routeIntURL, "push-route-internal", "", "push-route's internal URL for its /metrics (default: push_api_url's port + 1000, the local stack's layout)")
 	if err := config.Parse(fs, args, getenv); err != nil {
@@ -176,6 +179,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	st, err := loadStack(o.stackFile)
 	if err != nil {

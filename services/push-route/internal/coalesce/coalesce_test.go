@@ -1,0 +1,284 @@
+package coalesce
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder is a RunFunc that records its batches and, while gate is set, blocks each batch until the
+// test releases it.
+type recorder struct {
+	once    sync.Once
+	mu      sync.Mutex
+	batches [][]int
+	started chan struct{}
+	gate    chan struct{}
+	err     error
+}
+
+func newRecorder(gated bool) *recorder {
+	r := &recorder{started: make(chan struct{}, 100)}
+	if gated {
+		r.gate = make(chan struct{})
+	}
+	return r
+}
+
+func (r *recorder) run(ctx context.Context, reqs []int) ([]int, error) {
+	r.mu.Lock()
+	r.batches = append(r.batches, slices.Clone(reqs))
+	r.mu.Unlock()
+	r.started <- struct{}{}
+	if r.gate != nil {
+		<-r.gate
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	out := make([]int, len(reqs))
+	for i, v := range reqs {
+		out[i] = v * 10
+	}
+	return out, nil
+}
+
+// open lets every batch through, now and later.
+func (r *recorder) open() {
+	r.once.Do(func() {
+		if r.gate != nil {
+			close(r.gate)
+		}
+	})
+}
+
+func (r *recorder) seen() [][]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.batches)
+}
+
+func start(t *testing.T, cfg Config, weight func(int) int, r *recorder) *Batcher[int, int] {
+	t.Helper()
+	b, err := New(cfg, weight, r.run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		r.open()
+		cancel()
+		<-done
+	})
+	return b
+}
+
+var cfg1 = Config{MaxInFlight: 1, MaxWeight: 100, MaxQueue: 100, Timeout: 5 * time.Second}
+
+func TestLoneRequestGoesAtOnce(t *testing.T) {
+	r := newRecorder(false)
+	b := start(t, cfg1, nil, r)
+	got, err := b.Do(context.Background(), 7)
+	if err != nil || got != 70 {
+		t.Fatalf("Do = %d, %v; want 70", got, err)
+	}
+	if s := r.seen(); len(s) != 1 || !slices.Equal(s[0], []int{7}) {
+		t.Fatalf("batches %v, want [[7]]", s)
+	}
+}
+
+// doAll calls Do for each value in its own goroutine and returns the results by value.
+func doAll(b *Batcher[int, int], vals []int) (wait func() map[int]int, errs func() []error) {
+	var mu sync.Mutex
+	res := map[int]int{}
+	var es []error
+	var wg sync.WaitGroup
+	for _, v := range vals {
+		wg.Go(func() {
+			got, err := b.Do(context.Background(), v)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				es = append(es, err)
+				return
+			}
+			res[v] = got
+		})
+	}
+	return func() map[int]int { wg.Wait(); return res }, func() []error { wg.Wait(); return es }
+}
+
+// waitQueued waits until n requests sit in b's queue.
+func waitQueued(t *testing.T, b *Batcher[int, int], n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(b.queue) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests queued, want %d", len(b.queue), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestRequestsArrivingDuringABatchGoTogether(t *testing.T) {
+	r := newRecorder(true)
+	b := start(t, cfg1, nil, r)
+	firstDone, _ := doAll(b, []int{1})
+	<-r.started // batch [1] is in flight and holds the only slot
+
+	wait, _ := doAll(b, []int{2, 3, 4, 5, 6})
+	waitQueued(t, b, 4) // the loop holds one while it waits for the slot; the rest queue
+	r.open()
+	got := wait()
+	firstDone()
+
+	s := r.seen()
+	if len(s) != 2 {
+		t.Fatalf("batches %v, want two: the first alone, then the five that waited", s)
+	}
+	second := slices.Sorted(slices.Values(s[1]))
+	if !slices.Equal(second, []int{2, 3, 4, 5, 6}) {
+		t.Fatalf("second batch %v, want 2..6", s[1])
+	}
+	for _, v := range []int{2, 3, 4, 5, 6} {
+		if got[v] != v*10 {
+			t.Fatalf("result for %d = %d, want %d", v, got[v], v*10)
+		}
+	}
+}
+
+func TestWeightSplitsBatches(t *testing.T) {
+	r := newRecorder(true)
+	b := start(t, Config{MaxInFlight: 1, MaxWeight: 10, MaxQueue: 100, Timeout: 5 * time.Second}, func(v int) int { return v }, r)
+	firstDone, _ := doAll(b, []int{1})
+	<-r.started
+	wait, _ := doAll(b, []int{4, 5, 6, 20})
+	waitQueued(t, b, 3)
+	r.open()
+	wait()
+	firstDone()
+	for _, batch := range r.seen() {
+		sum := 0
+		for _, v := range batch {
+			sum += v
+		}
+		if sum > 10 && len(batch) > 1 {
+			t.Fatalf("batch %v weighs %d, over the bound of 10", batch, sum)
+		}
+	}
+	var all []int
+	for _, batch := range r.seen() {
+		all = append(all, batch...)
+	}
+	if slices.Sort(all); !slices.Equal(all, []int{1, 4, 5, 6, 20}) {
+		t.Fatalf("sent %v, want every request exactly once", all)
+	}
+}
+
+func TestAbandonedRequestIsNeverSent(t *testing.T) {
+	r := newRecorder(true)
+	b := start(t, cfg1, nil, r)
+	firstDone, _ := doAll(b, []int{1})
+	<-r.started
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.Do(ctx, 2)
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	waitQueued0(t, b) // the loop holds 2, waiting for the slot
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do after cancel = %v, want context.Canceled", err)
+	}
+	r.open()
+	firstDone()
+	if got, err := b.Do(context.Background(), 3); err != nil || got != 30 {
+		t.Fatalf("Do(3) = %d, %v", got, err)
+	}
+	for _, batch := range r.seen() {
+		if slices.Contains(batch, 2) {
+			t.Fatalf("abandoned request 2 was sent: %v", r.seen())
+		}
+	}
+}
+
+func TestFullQueueFailsFast(t *testing.T) {
+	r := newRecorder(true)
+	b := start(t, Config{MaxInFlight: 1, MaxWeight: 1, MaxQueue: 2, Timeout: 5 * time.Second}, nil, r)
+	wait1, _ := doAll(b, []int{1})
+	<-r.started // 1 holds the only slot
+	wait2, _ := doAll(b, []int{2})
+	time.Sleep(20 * time.Millisecond)
+	waitQueued0(t, b) // the loop took 2 and waits for the slot with it
+	wait34, _ := doAll(b, []int{3, 4})
+	waitQueued(t, b, 2)
+	if _, err := b.Do(context.Background(), 5); !errors.Is(err, ErrFull) {
+		t.Fatalf("Do on a full queue = %v, want ErrFull", err)
+	}
+	r.open()
+	wait1()
+	wait2()
+	if got := wait34(); got[3] != 30 || got[4] != 40 {
+		t.Fatalf("queued requests got %v", got)
+	}
+}
+
+func waitQueued0(t *testing.T, b *Batcher[int, int]) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(b.queue) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the loop did not take the queued request")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestRunErrorReachesEveryCaller(t *testing.T) {
+	r := newRecorder(false)
+	r.err = errors.New("node down")
+	b := start(t, cfg1, nil, r)
+	_, errs := doAll(b, []int{1, 2, 3})
+	e := errs()
+	if len(e) != 3 {
+		t.Fatalf("errors %v, want one per caller", e)
+	}
+	for _, err := range e {
+		if err.Error() != "node down" {
+			t.Fatalf("error %v, want the batch's", err)
+		}
+	}
+}
+
+func TestClosedBatcher(t *testing.T) {
+	r := newRecorder(false)
+	b, err := New(cfg1, nil, r.run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	if _, err := b.Do(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	if _, err := b.Do(context.Background(), 2); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Do after Run ended = %v, want ErrClosed", err)
+	}
+}
+
+func TestNewRejectsZeroBounds(t *testing.T) {
+	if _, err := New(Config{MaxInFlight: 1, MaxWeight: 1, MaxQueue: 0, Timeout: time.Second}, nil, newRecorder(false).run); err == nil {
+		t.Fatal("New accepted a zero queue")
+	}
+}

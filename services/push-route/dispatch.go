@@ -169,7 +169,7 @@ func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for nodeID, held := range byNode {
-		wg.Go(func() {
+		send := func() {
 			item := wire.DeliverItem{Message: m, UIDs: make([]string, 0, len(held)), TraceID: traceID}
 			for uid := range held {
 				item.UIDs = append(item.UIDs, uid)
@@ -199,21 +199,24 @@ func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message
 					d.removeStale(staleRoutes{uid: res.UID, node: nodeID, connIDs: gone})
 				}
 			}
-		})
+		}
+		if len(byNode) == 1 {
+			send() // most pushes name users of one node: no goroutine to start and wait for
+		} else {
+			wg.Go(send)
+		}
 	}
 	wg.Wait()
 	return delivered, nil
 }
 
-// sendTo queues item for node's next deliver-batch call. Waiting for the queue and the call are each
-// bounded by the node timeout, so a slow node holds a push back for at most twice that.
+// sendTo queues item for node's next deliver-batch call. The wait for a batch and the call itself are
+// each bounded by the node timeout, so a slow node holds a push back for at most twice that.
 func (d *dispatcher) sendTo(ctx context.Context, node discovery.Node, item wire.DeliverItem) (wire.DeliverResponse, error) {
 	s, err := d.sender(node)
 	if err != nil {
 		return wire.DeliverResponse{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
 	resp, err := s.batcher.Do(ctx, item)
 	if err == nil && len(resp.Results) != len(item.UIDs) && resp.Error == "" {
 		err = fmt.Errorf("%d results for %d uids", len(resp.Results), len(item.UIDs))

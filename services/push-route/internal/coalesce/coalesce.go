@@ -20,6 +20,10 @@ var ErrFull = errors.New("coalesce: queue full")
 // ErrClosed is returned by Do for a request that could not be sent because Run has ended.
 var ErrClosed = errors.New("coalesce: closed")
 
+// ErrExpired is returned by Do for a request that waited longer than Config.MaxWait for a batch; it
+// was not sent.
+var ErrExpired = errors.New("coalesce: waited too long for a batch")
+
 // Config bounds a Batcher.
 type Config struct {
 	// MaxInFlight is how many batches may run at once; further requests queue meanwhile.
@@ -30,6 +34,9 @@ type Config struct {
 	MaxQueue int
 	// Timeout bounds one batch's run.
 	Timeout time.Duration
+	// MaxWait bounds how long a request may wait for a batch to take it (0: Timeout). Checking it when
+	// a batch forms costs nothing per request, where a timer per request would.
+	MaxWait time.Duration
 }
 
 // RunFunc sends one batch. It returns one result per request, in order, or an error for all of them.
@@ -54,11 +61,12 @@ const (
 )
 
 type call[Req, Res any] struct {
-	req   Req
-	state atomic.Int32
-	res   Res
-	err   error
-	done  chan struct{}
+	req    Req
+	queued time.Time
+	state  atomic.Int32
+	res    Res
+	err    error
+	done   chan struct{}
 }
 
 // New returns a Batcher that sends batches with run. weight gives a request's share of MaxWeight (nil:
@@ -69,6 +77,9 @@ func New[Req, Res any](cfg Config, weight func(Req) int, run RunFunc[Req, Res]) 
 	}
 	if weight == nil {
 		weight = func(Req) int { return 1 }
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = cfg.Timeout
 	}
 	return &Batcher[Req, Res]{
 		cfg:    cfg,
@@ -82,9 +93,11 @@ func New[Req, Res any](cfg Config, weight func(Req) int, run RunFunc[Req, Res]) 
 
 // Do queues req for the next batch and returns its result. When ctx ends before a batch took req, req
 // is never sent and Do returns ctx's error; once a batch has taken it, Do waits for that batch, which
-// Config.Timeout bounds, so a caller never believes a request was dropped that was in fact sent.
+// Config.Timeout bounds, so a caller never believes a request was dropped that was in fact sent. A
+// request no batch took within Config.MaxWait fails with ErrExpired, so Do returns within about
+// MaxWait + Timeout whatever ctx allows.
 func (b *Batcher[Req, Res]) Do(ctx context.Context, req Req) (Res, error) {
-	c := &call[Req, Res]{req: req, done: make(chan struct{})}
+	c := &call[Req, Res]{req: req, queued: time.Now(), done: make(chan struct{})}
 	var zero Res
 	select {
 	case <-b.closed:
@@ -163,10 +176,17 @@ func (b *Batcher[Req, Res]) Run(ctx context.Context) {
 
 func (b *Batcher[Req, Res]) send(ctx context.Context, batch []*call[Req, Res]) {
 	mine := batch[:0]
+	now := time.Now()
 	for _, c := range batch {
-		if c.state.CompareAndSwap(pending, taken) {
-			mine = append(mine, c)
+		if !c.state.CompareAndSwap(pending, taken) {
+			continue // its caller gave up
 		}
+		if now.Sub(c.queued) > b.cfg.MaxWait {
+			c.err = ErrExpired
+			close(c.done)
+			continue
+		}
+		mine = append(mine, c)
 	}
 	if len(mine) == 0 {
 		return

@@ -210,6 +210,25 @@ func TestAbandonedRequestIsNeverSent(t *testing.T) {
 	}
 }
 
+func TestRequestWaitingTooLongExpiresUnsent(t *testing.T) {
+	r := newRecorder(true)
+	b := start(t, Config{MaxInFlight: 1, MaxWeight: 10, MaxQueue: 10, Timeout: 5 * time.Second, MaxWait: 10 * time.Millisecond}, nil, r)
+	wait1, _ := doAll(b, []int{1})
+	<-r.started
+	_, errs := doAll(b, []int{2})
+	time.Sleep(50 * time.Millisecond) // 2 waits for the slot longer than MaxWait
+	r.open()
+	wait1()
+	if e := errs(); len(e) != 1 || !errors.Is(e[0], ErrExpired) {
+		t.Fatalf("errors %v, want ErrExpired", e)
+	}
+	for _, batch := range r.seen() {
+		if slices.Contains(batch, 2) {
+			t.Fatalf("expired request was sent: %v", r.seen())
+		}
+	}
+}
+
 func TestFullQueueFailsFast(t *testing.T) {
 	r := newRecorder(true)
 	b := start(t, Config{MaxInFlight: 1, MaxWeight: 1, MaxQueue: 2, Timeout: 5 * time.Second}, nil, r)

@@ -108,14 +108,14 @@ func NewRegistry() *prometheus.Registry {
 
 // OpsMux is the base of every service's internal listener: /metrics from reg, /healthz, /readyz over
 // ready, and the runtime profiles under /debug/pprof/ (internal only: a profile shows code paths and
-// costs CPU while it runs). Services with an internal API add their endpoints to it.
+// costs CPU while it runs; the command line, which may hold secrets given as flags, is not served).
+// Services with an internal API add their endpoints to it.
 func OpsMux(reg *prometheus.Registry, ready []health.Check) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("GET /healthz", health.Healthz())
 	mux.Handle("GET /readyz", health.Readyz(2*time.Second, ready...))
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)

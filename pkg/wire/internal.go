@@ -18,6 +18,11 @@ const (
 	PathDrain        = "/internal/v1/drain"
 )
 
+// MaxInternalBody is the largest internal request body a push-server accepts. push-route keeps its
+// deliver-batch calls under it (-batch-max-bytes); a single deliver call (up to 1,000 uids and 64 KiB
+// of data by default) is far below it.
+const MaxInternalBody = 4 << 20
+
 // DeliverRequest asks a node to write Message to every local connection of each uid.
 type DeliverRequest struct {
 	Message Message  `json:"message"`

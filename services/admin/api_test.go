@@ -397,10 +397,14 @@ func TestFirstAdminRateLimitAndShutdown(t *testing.T) {
 	if err := testenv.WaitHTTP("http://"+vars["HERALD_INTERNAL_ADDR"]+"/readyz", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`"user":"generated","password":"([^"]+)"`).FindStringSubmatch(out.String())
-	if m == nil {
-		t.Fatalf("no generated password logged:\n%s", out.String())
-	}
+	// Logs are flushed every 100 ms, so the line may arrive just after the node is ready.
+	var m []string
+	eventually(t, "generated password logged", func() error {
+		if m = regexp.MustCompile(`"user":"generated","password":"([^"]+)"`).FindStringSubmatch(out.String()); m == nil {
+			return fmt.Errorf("not in the log:\n%s", out.String())
+		}
+		return nil
+	})
 	call := func(pass string) reply {
 		return newBrowser(t, "http://"+vars["HERALD_LISTEN_ADDR"]).do(http.MethodGet, "/api/v1/overview", nil, http.Header{"Authorization": {basic("generated", pass)}})
 	}

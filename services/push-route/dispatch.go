@@ -18,9 +18,9 @@ import (
 	"github.com/heraldpush/herald/services/push-route/internal/coalesce"
 )
 
-// dispatcher delivers a message to the nodes holding its users: one Redis round trip for all routes,
-// one internal call per owning node, all nodes at once. A slow or dead node costs only its own users
-// their delivery, bounded by the call timeout.
+// dispatcher delivers a message to the nodes holding its users: one Redis round trip for all routes
+// (lookup.go), one internal call per owning node (sender.go), all nodes at once. A slow or dead node
+// costs only its own users their delivery, after at most twice the node timeout.
 //
 // Concurrent pushes share those round trips: route lookups that arrive while earlier ones are in
 // flight go to Redis together in one pipeline, and the pushes bound for one node while earlier calls
@@ -37,27 +37,21 @@ type dispatcher struct {
 	logger  *slog.Logger
 	metrics *metrics
 	stale   chan staleRoutes
-	lookups *coalesce.Batcher[[]string, map[string][]routes.Route]
+	lookups *coalesce.Batcher[[]string, lookupResult]
 
 	wg      sync.WaitGroup // running senders
-	mu      sync.Mutex     // guards senders and closed
+	mu      sync.RWMutex   // guards senders and closed
 	senders map[string]*nodeSender
 	closed  bool // run has ended: no new senders
 }
 
 // batchConfig bounds the coalescing of lookups and deliveries.
 type batchConfig struct {
-	maxUIDs        int // uids in one Redis pipeline or one deliver-batch call
+	maxUIDs        int // uids in one Redis pipeline
+	maxBytes       int // estimated body size of one deliver-batch call
 	nodeInFlight   int // deliver-batch calls in flight to one node
-	nodeQueue      int // pushes waiting for one node
+	nodeQueue      int // pushes waiting for one node, and lookups waiting for Redis
 	lookupInFlight int // Redis pipelines in flight
-}
-
-// nodeSender is one node's deliver-batch queue.
-type nodeSender struct {
-	node    discovery.Node
-	batcher *coalesce.Batcher[wire.DeliverItem, wire.DeliverResponse]
-	stop    context.CancelFunc
 }
 
 // staleRoutes are routes naming a node that does not hold those connections (any more).
@@ -69,8 +63,9 @@ type staleRoutes struct {
 // newDispatcher returns a dispatcher whose queues live until ctx ends; run must be running.
 func newDispatcher(ctx context.Context, store *routes.Store, nodes *nodeDirectory, secret string, timeout time.Duration, bc batchConfig, logger *slog.Logger, m *metrics) (*dispatcher, error) {
 	transport := &http.Transport{
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: max(bc.nodeInFlight, 2),
+		MaxIdleConns: 1024,
+		// Deliveries use nodeInFlight connections per node; broadcasts and kicks may add a few.
+		MaxIdleConnsPerHost: max(2*bc.nodeInFlight, 16),
 		IdleConnTimeout:     90 * time.Second,
 	}
 	d := &dispatcher{
@@ -106,43 +101,16 @@ func (d *dispatcher) run() {
 	d.wg.Wait()
 }
 
-// lookupBatch reads the routes of several pushes in one pipeline and hands each its own uids' routes.
-func (d *dispatcher) lookupBatch(ctx context.Context, reqs [][]string) ([]map[string][]routes.Route, error) {
-	var all []string
-	if len(reqs) == 1 {
-		all = reqs[0]
-	} else {
-		for _, uids := range reqs {
-			all = append(all, uids...)
-		}
-	}
-	found, err := d.routes.Lookup(ctx, all)
-	if err != nil {
-		return nil, err
-	}
-	d.metrics.lookupBatch.Observe(float64(len(reqs)))
-	if len(reqs) == 1 {
-		return []map[string][]routes.Route{found}, nil
-	}
-	out := make([]map[string][]routes.Route, len(reqs))
-	for i, uids := range reqs {
-		mine := make(map[string][]routes.Route, len(uids))
-		for _, uid := range uids {
-			if rs, ok := found[uid]; ok {
-				mine[uid] = rs
-			}
-		}
-		out[i] = mine
-	}
-	return out, nil
-}
-
 // deliver writes m to every connection of uids and returns how many connections each uid got.
 func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message, uids []string) (map[string]int, error) {
-	found, err := d.lookups.Do(ctx, uids)
+	res, err := d.lookups.Do(ctx, uids)
+	if err == nil {
+		err = res.err
+	}
 	if err != nil {
 		return nil, err
 	}
+	found := res.routes
 	// node → uid → the conn ids Redis says that node holds.
 	byNode := map[string]map[string][]string{}
 	nodes := map[string]discovery.Node{}
@@ -210,78 +178,6 @@ func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message
 	return delivered, nil
 }
 
-// sendTo queues item for node's next deliver-batch call. The wait for a batch and the call itself are
-// each bounded by the node timeout, so a slow node holds a push back for at most twice that.
-func (d *dispatcher) sendTo(ctx context.Context, node discovery.Node, item wire.DeliverItem) (wire.DeliverResponse, error) {
-	s, err := d.sender(node)
-	if err != nil {
-		return wire.DeliverResponse{}, err
-	}
-	resp, err := s.batcher.Do(ctx, item)
-	if err == nil && len(resp.Results) != len(item.UIDs) && resp.Error == "" {
-		err = fmt.Errorf("%d results for %d uids", len(resp.Results), len(item.UIDs))
-	}
-	return resp, err
-}
-
-// sender returns node's queue, starting it on first use (or again when the node's address changed).
-func (d *dispatcher) sender(node discovery.Node) (*nodeSender, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil, coalesce.ErrClosed
-	}
-	if s, ok := d.senders[node.ID]; ok {
-		if s.node.InternalURL == node.InternalURL {
-			return s, nil
-		}
-		s.stop()
-	}
-	url := node.InternalURL + wire.PathDeliverBatch
-	b, err := coalesce.New(coalesce.Config{
-		MaxInFlight: d.batch.nodeInFlight,
-		MaxWeight:   d.batch.maxUIDs,
-		MaxQueue:    d.batch.nodeQueue,
-		Timeout:     d.timeout,
-	}, func(item wire.DeliverItem) int { return len(item.UIDs) }, func(ctx context.Context, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
-		var resp wire.DeliverBatchResponse
-		if err := d.call(ctx, "", url, wire.DeliverBatchRequest{Items: items}, &resp); err != nil {
-			return nil, err
-		}
-		d.metrics.deliverBatch.Observe(float64(len(items)))
-		return resp.Items, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	ctx, stop := context.WithCancel(d.ctx)
-	s := &nodeSender{node: node, batcher: b, stop: stop}
-	d.senders[node.ID] = s
-	d.wg.Go(func() { b.Run(ctx) })
-	return s, nil
-}
-
-// pruneSenders stops the queues of nodes that have left ZooKeeper, once a minute.
-func (d *dispatcher) pruneSenders() {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-t.C:
-		}
-		d.mu.Lock()
-		for id, s := range d.senders {
-			if _, live := d.nodes.get(id); !live {
-				s.stop()
-				delete(d.senders, id)
-			}
-		}
-		d.mu.Unlock()
-	}
-}
-
 // broadcast writes m to every connection on every live node and returns how many took it.
 func (d *dispatcher) broadcast(ctx context.Context, traceID string, m wire.Message) int {
 	var total int
@@ -305,7 +201,7 @@ func (d *dispatcher) broadcast(ctx context.Context, traceID string, m wire.Messa
 }
 
 func (d *dispatcher) call(ctx context.Context, traceID, url string, body, out any) error {
-	b, err := json.Marshal(body)
+	b, err := encodeBody(body)
 	if err != nil {
 		return err
 	}
@@ -326,10 +222,30 @@ func (d *dispatcher) call(ctx context.Context, traceID, url string, body, out an
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+		return &statusError{url: url, status: resp.StatusCode}
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
+
+// encodeBody encodes an internal request. Without HTML escaping, the push data is copied as it came
+// (only compacted), so a body is never larger than the sizes itemBytes adds up.
+func encodeBody(body any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(body); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// statusError is a push-server's answer other than 200.
+type statusError struct {
+	url    string
+	status int
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("%s: HTTP %d", e.url, e.status) }
 
 // removeStale queues a compare-and-delete of routes a node disowned. The queue is bounded; a route
 // that does not fit is found stale again on the next push to that user.

@@ -66,6 +66,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ReadTimeout:  2 * time.Second,
 		WriteTimeout: 2 * time.Second,
 		PoolSize:     128,
+		// A batched lookup is bounded by the node timeout through its context, which go-redis
+		// otherwise ignores in favour of the read and write timeouts.
+		ContextTimeoutEnabled: true,
 	})
 	defer rdb.Close()
 	routeStore := routes.NewStore(rdb)
@@ -86,6 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer stopBackground()
 	disp, err := newDispatcher(bgCtx, routeStore, nodes, cfg.InternalSecret, cfg.NodeTimeout, batchConfig{
 		maxUIDs:        cfg.BatchMaxUIDs,
+		maxBytes:       cfg.BatchMaxBytes,
 		nodeInFlight:   cfg.NodeInFlight,
 		nodeQueue:      cfg.NodeQueue,
 		lookupInFlight: cfg.LookupInFlight,

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/heraldpush/herald/pkg/apikey"
 	"github.com/heraldpush/herald/pkg/client"
+	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/mysqldb"
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/testenv"
@@ -249,10 +251,23 @@ func push(t testing.TB, body any) pushResponse {
 	return resp
 }
 
-func routeStore(t testing.TB) *routes.Store {
+func routeStore(t testing.TB) *routes.Store { return routes.NewStore(redisClient(t)) }
+
+// redisClient is a client of the package's Redis, closed with the test.
+func redisClient(t testing.TB) *redis.Client {
 	rdb := redis.NewClient(&redis.Options{Addr: env.redis.Addr})
 	t.Cleanup(func() { rdb.Close() })
-	return routes.NewStore(rdb)
+	return rdb
+}
+
+// dialZK opens a ZooKeeper session for the test, to register stand-in push-servers.
+func dialZK(t testing.TB) *discovery.Client {
+	zk, err := discovery.Dial(env.zk.Addr, 5*time.Second, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(zk.Close)
+	return zk
 }
 
 var (

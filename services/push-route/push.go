@@ -14,6 +14,7 @@ import (
 	"github.com/heraldpush/herald/pkg/httpapi"
 	"github.com/heraldpush/herald/pkg/ident"
 	"github.com/heraldpush/herald/pkg/wire"
+	"github.com/heraldpush/herald/services/push-route/internal/coalesce"
 	"github.com/heraldpush/herald/services/push-route/internal/inbox"
 )
 
@@ -134,9 +135,16 @@ func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store
 
 		delivered, err := d.deliver(ctx, trace, msg, uids)
 		if err != nil {
-			logger.Error("route lookup", "id", msg.ID, "err", err, "trace_id", trace)
+			why := "route directory unavailable, retry later"
+			if errors.Is(err, coalesce.ErrFull) || errors.Is(err, coalesce.ErrExpired) {
+				// More lookups waiting than -node-queue: load, not a Redis failure.
+				why = "push-route is overloaded, retry later"
+				logger.Warn("route lookup queue full", "id", msg.ID, "err", err, "trace_id", trace)
+			} else {
+				logger.Error("route lookup", "id", msg.ID, "err", err, "trace_id", trace)
+			}
 			if ttl == 0 {
-				httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnavailable, "route directory unavailable, retry later"))
+				httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnavailable, "%s", why))
 				return
 			}
 			// The message is stored; devices get it when they next connect.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -27,11 +26,7 @@ func TestSlowNodeDoesNotHoldBackOthers(t *testing.T) {
 	defer slow.Close()
 	defer close(release)
 
-	zk, err := discovery.Dial(env.zk.Addr, 5*time.Second, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zk.Close()
+	zk := dialZK(t)
 	if _, err := zk.Register(context.Background(), discovery.Node{ID: "ps-slow", WSURL: "ws://127.0.0.1:1/ws", InternalURL: slow.URL, Weight: 1}); err != nil {
 		t.Fatal(err)
 	}

@@ -298,6 +298,17 @@ func TestDrainMovesClientsToTheOtherNode(t *testing.T) {
 	a := startNode(t, "ps-drain-a", nodeOpts{zk: zkServer, env: map[string]string{"HERALD_DRAIN_BATCH": "2", "HERALD_DRAIN_INTERVAL": "50ms"}})
 	b := startNode(t, "ps-drain-b", nodeOpts{zk: zkServer})
 
+	// auth learns the nodes from its ZooKeeper watch, a moment after they registered.
+	eventually(t, "auth sees both nodes", func() error {
+		for i := range 50 {
+			if s, err := client.MintToken(t.Context(), authURL, apiKey, fmt.Sprint("probe-", i), "d"); err != nil {
+				return err
+			} else if s.ServerID == b.id {
+				return nil
+			}
+		}
+		return fmt.Errorf("auth never picked %s", b.id)
+	})
 	// Find uids auth sends to node a.
 	var uids []string
 	for i := 0; len(uids) < 5; i++ {

@@ -19,9 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// maxInternalBody bounds internal requests: a deliver call carries up to 1,000 uids and 64 KiB data.
-const maxInternalBody = 4 << 20
-
 // newInternalServer is the node's internal API, for push-route and admin, plus metrics and probes.
 // Every endpoint is listed here.
 func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check, drain func()) http.Handler {
@@ -53,7 +50,7 @@ func prepare(m wire.Message) (*wsconn.Prepared, error) {
 func handleDeliver(s *server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req wire.DeliverRequest
-		if err := httpapi.DecodeJSON(w, r, maxInternalBody, &req); err != nil {
+		if err := httpapi.DecodeJSON(w, r, wire.MaxInternalBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
@@ -69,7 +66,7 @@ func handleDeliver(s *server) http.Handler {
 func handleDeliverBatch(s *server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req wire.DeliverBatchRequest
-		if err := httpapi.DecodeJSON(w, r, maxInternalBody, &req); err != nil {
+		if err := httpapi.DecodeJSON(w, r, wire.MaxInternalBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
@@ -117,7 +114,7 @@ func (s *server) deliver(item wire.DeliverItem) (wire.DeliverResponse, error) {
 func handleBroadcast(s *server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req wire.BroadcastRequest
-		if err := httpapi.DecodeJSON(w, r, maxInternalBody, &req); err != nil {
+		if err := httpapi.DecodeJSON(w, r, wire.MaxInternalBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
@@ -147,7 +144,7 @@ func (s *server) broadcast(p *wsconn.Prepared) int {
 func handleKick(s *server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req wire.KickRequest
-		if err := httpapi.DecodeJSON(w, r, maxInternalBody, &req); err != nil {
+		if err := httpapi.DecodeJSON(w, r, wire.MaxInternalBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}

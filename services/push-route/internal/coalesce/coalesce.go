@@ -34,8 +34,9 @@ type Config struct {
 	MaxQueue int
 	// Timeout bounds one batch's run.
 	Timeout time.Duration
-	// MaxWait bounds how long a request may wait for a batch to take it (0: Timeout). Checking it when
-	// a batch forms costs nothing per request, where a timer per request would.
+	// MaxWait is how long a request may wait for a batch (0: Timeout). It is checked when a batch
+	// forms, which costs nothing per request where a timer per request would; so a request can wait
+	// up to MaxWait plus a batch in flight before it fails with ErrExpired.
 	MaxWait time.Duration
 }
 
@@ -109,11 +110,13 @@ func (b *Batcher[Req, Res]) Do(ctx context.Context, req Req) (Res, error) {
 	}
 	// A free slot and nobody waiting: the caller sends its batch of one itself, sparing the hand-offs
 	// to the dispatching goroutine and back, which at light load cost more than the call.
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
 	if b.waiting.Load() == 0 {
 		select {
 		case b.slots <- struct{}{}:
-			b.send(ctx, []*call[Req, Res]{c})
-			<-b.slots
+			b.sendAlone(ctx, c)
 			return c.res, c.err
 		default:
 		}
@@ -189,6 +192,12 @@ func (b *Batcher[Req, Res]) Run(ctx context.Context) {
 			b.send(ctx, batch)
 		})
 	}
+}
+
+// sendAlone sends c as a batch of one in the caller's goroutine, holding a slot it already took.
+func (b *Batcher[Req, Res]) sendAlone(ctx context.Context, c *call[Req, Res]) {
+	defer func() { <-b.slots }()
+	b.send(ctx, []*call[Req, Res]{c})
 }
 
 func (b *Batcher[Req, Res]) send(ctx context.Context, batch []*call[Req, Res]) {

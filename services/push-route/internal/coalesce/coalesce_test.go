@@ -229,6 +229,19 @@ func TestRequestWaitingTooLongExpiresUnsent(t *testing.T) {
 	}
 }
 
+func TestCancelledRequestIsNotSent(t *testing.T) {
+	r := newRecorder(false)
+	b := start(t, cfg1, nil, r)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Do(ctx, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do with a cancelled context = %v", err)
+	}
+	if s := r.seen(); len(s) != 0 {
+		t.Fatalf("batches %v, want none", s)
+	}
+}
+
 func TestFullQueueFailsFast(t *testing.T) {
 	r := newRecorder(true)
 	b := start(t, Config{MaxInFlight: 1, MaxWeight: 1, MaxQueue: 2, Timeout: 5 * time.Second}, nil, r)

@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heraldpush/herald/pkg/apiclient"
 )
 
 // Session is what auth hands out: a token, when it expires, and the push-server picked for the user.
@@ -22,20 +23,7 @@ type Session struct {
 }
 
 // APIError is an error answer of a Herald HTTP API: {"error":{"code","message"}} with a status.
-type APIError struct {
-	Status  int
-	Code    string // snake_case code from the body; empty when the body was not a Herald error
-	Message string
-	// RetryAfter is the server's Retry-After header (for 429 and 503), zero when absent.
-	RetryAfter time.Duration
-}
-
-func (e *APIError) Error() string {
-	if e.Code == "" {
-		return fmt.Sprintf("http %d: %s", e.Status, e.Message)
-	}
-	return fmt.Sprintf("http %d %s: %s", e.Status, e.Code, e.Message)
-}
+type APIError = apiclient.Error
 
 // Login signs in with a password: POST {authURL}/v1/login.
 func Login(ctx context.Context, authURL, uid, password, device string) (Session, error) {
@@ -46,6 +34,12 @@ func Login(ctx context.Context, authURL, uid, password, device string) (Session,
 // {authURL}/v1/tokens with the backend's API key.
 func MintToken(ctx context.Context, authURL, apiKey, uid, device string) (Session, error) {
 	return mintToken(ctx, http.DefaultClient, authURL, apiKey, uid, device)
+}
+
+// MintTokenWith is MintToken through hc, for callers that mint many tokens over their own pool of
+// kept-alive connections.
+func MintTokenWith(ctx context.Context, hc *http.Client, authURL, apiKey, uid, device string) (Session, error) {
+	return mintToken(ctx, hc, authURL, apiKey, uid, device)
 }
 
 func login(ctx context.Context, hc *http.Client, authURL, uid, password, device string) (Session, error) {
@@ -109,14 +103,12 @@ func postSession(ctx context.Context, hc *http.Client, url, bearer string, body 
 		return Session{}, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Session{}, apiclient.ReadError(resp)
+	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAuthBody))
 	if err != nil {
 		return Session{}, fmt.Errorf("read answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		apiErr := parseAPIError(resp.StatusCode, raw)
-		apiErr.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		return Session{}, apiErr
 	}
 	var tr struct {
 		Token     string    `json:"token"`
@@ -133,43 +125,4 @@ func postSession(ctx context.Context, hc *http.Client, url, bearer string, body 
 		return Session{}, errors.New("decode answer: token or server.ws_url missing")
 	}
 	return Session{Token: tr.Token, ExpiresAt: tr.ExpiresAt, ServerID: tr.Server.ID, WSURL: tr.Server.WSURL}, nil
-}
-
-// parseAPIError reads a Herald error body; anything else (a proxy's HTML page, say) keeps its start
-// as the message so the status is never reported without a hint.
-func parseAPIError(status int, raw []byte) *APIError {
-	var eb struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(raw, &eb); err == nil && eb.Error.Code != "" {
-		return &APIError{Status: status, Code: eb.Error.Code, Message: eb.Error.Message}
-	}
-	msg := strings.TrimSpace(string(raw))
-	if len(msg) > 200 {
-		msg = msg[:200]
-	}
-	if msg == "" {
-		msg = http.StatusText(status)
-	}
-	return &APIError{Status: status, Message: msg}
-}
-
-// parseRetryAfter reads either form RFC 9110 allows: delay seconds or an HTTP date.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.Atoi(v); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/heraldpush/herald/pkg/apiclient"
 	"github.com/heraldpush/herald/pkg/wire"
 )
 
@@ -70,7 +71,7 @@ func (e *HandshakeError) readRefusal(raw io.Reader) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxRefusalBody))
 	e.Body = string(body)
-	if api := parseAPIError(resp.StatusCode, body); api.Code != "" {
+	if api := apiclient.ParseError(resp.StatusCode, body); api.Code != "" {
 		e.Code, e.Message = api.Code, api.Message
 	}
 }

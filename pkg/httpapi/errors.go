@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/heraldpush/herald/pkg/wire"
 )
 
 // Error codes. Each has exactly one HTTP status, in statusByCode; clients match on the code.
@@ -71,15 +73,6 @@ func (e *Error) Status() int {
 	return http.StatusInternalServerError
 }
 
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 // WriteError writes err as a JSON error. An error that is not (and does not wrap) an *Error is an
 // internal error: its text may hold details a client must not see, so the client gets a generic message
 // and the caller is expected to have logged it.
@@ -92,5 +85,5 @@ func WriteError(w http.ResponseWriter, err error) {
 		secs := int((apiErr.RetryAfter + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
-	WriteJSON(w, apiErr.Status(), errorBody{Error: errorDetail{Code: apiErr.Code, Message: apiErr.Message}})
+	WriteJSON(w, apiErr.Status(), wire.ErrorBody{Error: wire.ErrorDetail{Code: apiErr.Code, Message: apiErr.Message}})
 }

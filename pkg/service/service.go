@@ -39,23 +39,45 @@ func BufferLogs(w io.Writer) (io.Writer, func()) {
 	return b, func() { _ = b.Stop() }
 }
 
-// Listener is one HTTP endpoint of a service.
+// Listener is one endpoint of a service: an HTTP handler, or a server of its own (Accept).
 type Listener struct {
-	Name    string // for logs: "public", "internal"
-	Addr    string // host:port to listen on
-	Handler http.Handler
+	Name string // for logs: "public", "internal"
+	Addr string // host:port to listen on, unless Listener is set
+	// Listener, when set, is already listening: a service that must know it can take connections
+	// before it announces itself (in ZooKeeper, say) listens first.
+	Listener net.Listener
+	Handler  http.Handler
+	// Accept, when set instead of Handler, serves the listener itself until it is closed (the
+	// push-server's WebSocket upgrades, which bypass net/http). Shutdown closes the listener.
+	Accept func(net.Listener)
 }
 
 // Serve listens on every listener, serves until ctx ends or a listener fails, then shuts all of them
 // down, giving in-flight requests up to shutdownTimeout. It returns nil after a clean shutdown.
 func Serve(ctx context.Context, logger *slog.Logger, shutdownTimeout time.Duration, listeners ...Listener) error {
 	servers := make([]*http.Server, 0, len(listeners))
+	var raw []net.Listener
+	stop := func() error {
+		for _, ln := range raw {
+			ln.Close()
+		}
+		return shutdown(servers, shutdownTimeout)
+	}
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
-		ln, err := net.Listen("tcp", l.Addr)
-		if err != nil {
-			shutdown(servers, shutdownTimeout)
-			return fmt.Errorf("listen %s %s: %w", l.Name, l.Addr, err)
+		ln := l.Listener
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", l.Addr); err != nil {
+				stop()
+				return fmt.Errorf("listen %s %s: %w", l.Name, l.Addr, err)
+			}
+		}
+		logger.Info("listening", "listener", l.Name, "addr", ln.Addr().String())
+		if l.Accept != nil {
+			raw = append(raw, ln)
+			go l.Accept(ln)
+			continue
 		}
 		srv := &http.Server{
 			Handler:           l.Handler,
@@ -64,7 +86,6 @@ func Serve(ctx context.Context, logger *slog.Logger, shutdownTimeout time.Durati
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		}
 		servers = append(servers, srv)
-		logger.Info("listening", "listener", l.Name, "addr", ln.Addr().String())
 		go func() {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serve %s: %w", l.Name, err)
@@ -78,7 +99,7 @@ func Serve(ctx context.Context, logger *slog.Logger, shutdownTimeout time.Durati
 	case err = <-errc:
 		logger.Error("listener failed", "err", err)
 	}
-	if shutErr := shutdown(servers, shutdownTimeout); shutErr != nil && err == nil {
+	if shutErr := stop(); shutErr != nil && err == nil {
 		err = shutErr
 	}
 	return err

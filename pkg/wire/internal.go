@@ -23,7 +23,8 @@ const (
 // of data by default) is far below it.
 const MaxInternalBody = 4 << 20
 
-// DeliverRequest asks a node to write Message to every local connection of each uid.
+// DeliverRequest asks a node to write Message to every local connection of each uid. The node serves
+// it as a deliver-batch of one item; it is kept for operators' scripts.
 type DeliverRequest struct {
 	Message Message  `json:"message"`
 	UIDs    []string `json:"uids"`
@@ -43,7 +44,7 @@ type DeliverResponse struct {
 	Results []DeliverResult `json:"results"`
 	// Error is set, and Results empty, when a batch item was refused (a malformed message); the call
 	// and its other items still succeed.
-	Error string `json:"error,omitempty"`
+	Error *ErrorDetail `json:"error,omitempty"`
 }
 
 // DeliverBatchRequest carries several deliveries to one node in one call: push-route gathers the

@@ -282,15 +282,15 @@ func TestAPIPushUserAndKick(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("push: %d %s", r.status, r.body)
 	}
-	resp := decode[pushResponse](t, r)
-	if len(resp.Results) != 2 || resp.Results[0] != (pushResult{UID: "api-user", Delivered: 1, Stored: true}) || resp.Results[1] != (pushResult{UID: "api-offline", Stored: true}) {
+	resp := decode[wire.PushResponse](t, r)
+	if len(resp.Results) != 2 || resp.Results[0] != (wire.PushResult{UID: "api-user", Delivered: 1, Stored: true}) || resp.Results[1] != (wire.PushResult{UID: "api-offline", Stored: true}) {
 		t.Fatalf("results %+v", resp.Results)
 	}
 	if p := nextPush(t, dev); p.ID != resp.ID || string(p.Data) != `{"text":"hi"}` {
 		t.Fatalf("device got %+v", p)
 	}
 
-	b := decode[broadcastResponse](t, api(t, http.MethodPost, "/api/v1/broadcast", map[string]any{"data": "all of you"}))
+	b := decode[wire.PushBroadcastResponse](t, api(t, http.MethodPost, "/api/v1/broadcast", map[string]any{"data": "all of you"}))
 	if b.Delivered < 1 {
 		t.Fatalf("broadcast %+v", b)
 	}

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldpush/herald/pkg/apiclient"
 	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/httpapi"
 	"github.com/heraldpush/herald/pkg/wire"
@@ -23,8 +22,8 @@ import (
 // internal API (stats, kick, drain, guarded by the internal secret) and the rates computed from
 // their counters.
 type cluster struct {
-	http   *http.Client
-	secret string
+	http   *http.Client // for /metrics, which is not behind the secret
+	api    *apiclient.NodeClient
 	logger *slog.Logger
 
 	// mu guards nodes, samples and rates.
@@ -49,7 +48,7 @@ type counterSample struct {
 }
 
 func newCluster(client *http.Client, secret string, logger *slog.Logger) *cluster {
-	return &cluster{http: client, secret: secret, logger: logger, samples: map[string]counterSample{}}
+	return &cluster{http: client, api: apiclient.NewNodeClient(client, secret), logger: logger, samples: map[string]counterSample{}}
 }
 
 // update takes a new list from the ZooKeeper watch (sorted by id).
@@ -91,8 +90,8 @@ func (c *cluster) status(ctx context.Context) []nodeStatus {
 	for i, n := range nodes {
 		wg.Go(func() {
 			st := nodeStatus{Node: n, State: "live"}
-			var stats wire.Stats
-			if err := c.call(ctx, n, http.MethodGet, wire.PathStats, nil, &stats); err != nil {
+			stats, err := c.api.Stats(ctx, n.InternalURL)
+			if err != nil {
 				st.State, st.Error = "unreachable", err.Error()
 			} else {
 				st.Stats = &stats
@@ -122,13 +121,11 @@ func (c *cluster) kick(ctx context.Context, uid, reason string) []kickResult {
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		wg.Go(func() {
-			var resp wire.KickResponse
-			out[i] = kickResult{Node: n.ID}
-			if err := c.call(ctx, n, http.MethodPost, wire.PathKick, wire.KickRequest{UID: uid, Reason: reason}, &resp); err != nil {
+			closed, err := c.api.Kick(ctx, n.InternalURL, uid, reason)
+			out[i] = kickResult{Node: n.ID, Closed: closed}
+			if err != nil {
 				out[i].Error = err.Error()
-				return
 			}
-			out[i].Closed = resp.Closed
 		})
 	}
 	wg.Wait()
@@ -142,46 +139,10 @@ func (c *cluster) drain(ctx context.Context, id string) error {
 	if !ok {
 		return httpapi.Errorf(httpapi.CodeNotFound, "no live push-server %q", id)
 	}
-	if err := c.call(ctx, n, http.MethodPost, wire.PathDrain, struct{}{}, nil); err != nil {
+	if err := c.api.Drain(ctx, n.InternalURL); err != nil {
 		return httpapi.Errorf(httpapi.CodeUnavailable, "push-server %s: %v", id, err)
 	}
 	return nil
-}
-
-// call makes one internal API call; out, when not nil, receives the JSON answer.
-func (c *cluster) call(ctx context.Context, n discovery.Node, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(n.InternalURL, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set(wire.SecretHeader, c.secret)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("unreachable: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, apiErrorMessage(b))
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(b, out)
 }
 
 // currentRates returns the latest rates.
@@ -294,18 +255,4 @@ func counters(r io.Reader, names ...string) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// apiErrorMessage is the message of a Herald JSON error body, or the start of the body.
-func apiErrorMessage(body []byte) string {
-	var e struct {
-		Error struct{ Code, Message string }
-	}
-	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
-		return e.Error.Code + ": " + e.Error.Message
-	}
-	if len(body) > 200 {
-		body = body[:200]
-	}
-	return strings.TrimSpace(string(body))
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldpush/herald/pkg/httpapi"
 	"github.com/heraldpush/herald/pkg/ident"
+	"github.com/heraldpush/herald/pkg/wire"
 )
 
 // pushForm is the push page's form, kept to show it again with its values.
@@ -22,8 +23,8 @@ type pushForm struct {
 
 type pushView struct {
 	Form      pushForm
-	Push      *pushResponse
-	Broadcast *broadcastResponse
+	Push      *wire.PushResponse
+	Broadcast *wire.PushBroadcastResponse
 }
 
 // checkData accepts any JSON value but null, as push-route does; the console checks first so an
@@ -54,8 +55,8 @@ func checkUIDs(uids []string) error {
 }
 
 // parse turns the form into a push (Target "uids") or a broadcast request.
-func (f pushForm) parse() (pushRequest, error) {
-	var req pushRequest
+func (f pushForm) parse() (wire.PushRequest, error) {
+	var req wire.PushRequest
 	if err := checkData([]byte(f.Data)); err != nil {
 		return req, err
 	}
@@ -106,7 +107,7 @@ func sendForm(r *http.Request, logger *slog.Logger, d serverDeps, form pushForm)
 		return pv, "", err
 	}
 	if form.Target == "all" {
-		resp, err := d.pushAPI.broadcast(r.Context(), broadcastRequest{Data: req.Data})
+		resp, err := d.pushAPI.broadcast(r.Context(), req.Data)
 		if err != nil {
 			return pv, "", err
 		}
@@ -125,7 +126,7 @@ func sendForm(r *http.Request, logger *slog.Logger, d serverDeps, form pushForm)
 
 func handlePushAPI(logger *slog.Logger, d serverDeps, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req pushRequest
+		var req wire.PushRequest
 		if err := httpapi.DecodeJSON(w, r, maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
@@ -150,7 +151,7 @@ func handlePushAPI(logger *slog.Logger, d serverDeps, maxBody int64) http.Handle
 
 func handleBroadcastAPI(logger *slog.Logger, d serverDeps, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req broadcastRequest
+		var req wire.PushBroadcastRequest
 		if err := httpapi.DecodeJSON(w, r, maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
@@ -159,7 +160,7 @@ func handleBroadcastAPI(logger *slog.Logger, d serverDeps, maxBody int64) http.H
 			httpapi.WriteError(w, err)
 			return
 		}
-		resp, err := d.pushAPI.broadcast(r.Context(), req)
+		resp, err := d.pushAPI.broadcast(r.Context(), req.Data)
 		if err != nil {
 			httpapi.WriteError(w, err)
 			return

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldpush/herald/pkg/httpapi"
 	"github.com/heraldpush/herald/pkg/ident"
+	"github.com/heraldpush/herald/pkg/wire"
 )
 
 // maxPendingShown bounds the pending messages a lookup lists.
@@ -21,10 +22,10 @@ const maxPendingShown = 100
 
 // userInfo is everything the console knows about one uid.
 type userInfo struct {
-	UID         string           `json:"uid"`
-	Account     *accountInfo     `json:"account"` // null: no password account (a user of a backend's API key)
-	Connections []connection     `json:"connections"`
-	Pending     []pendingMessage `json:"pending"` // oldest first, at most 100
+	UID         string            `json:"uid"`
+	Account     *accountInfo      `json:"account"` // null: no password account (a user of a backend's API key)
+	Connections []wire.Connection `json:"connections"`
+	Pending     []pendingMessage  `json:"pending"` // oldest first, at most 100
 }
 
 // pendingMessage is a stored message the user has not acked yet and that has not expired.
@@ -42,7 +43,7 @@ func lookupUser(ctx context.Context, d serverDeps, uid string) (userInfo, error)
 	if err := ident.Check("uid", uid); err != nil {
 		return userInfo{}, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err)
 	}
-	u := userInfo{UID: uid, Connections: []connection{}, Pending: []pendingMessage{}}
+	u := userInfo{UID: uid, Connections: []wire.Connection{}, Pending: []pendingMessage{}}
 	acc, err := getAccount(ctx, d.db, uid)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):

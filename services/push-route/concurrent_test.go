@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/pkg/client"
+	"github.com/heraldpush/herald/pkg/wire"
 )
 
 // TestConcurrentPushesEachReachTheirUsersOnce pushes from many callers at once, so that route lookups
@@ -48,7 +49,7 @@ func TestConcurrentPushesEachReachTheirUsersOnce(t *testing.T) {
 					t.Errorf("push: %v HTTP %d %s", r.err, r.status, r.body)
 					return
 				}
-				var resp pushResponse
+				var resp wire.PushResponse
 				if err := json.Unmarshal(r.body, &resp); err != nil || len(resp.Results) != len(targets) {
 					t.Errorf("answer %s", r.body)
 					return

@@ -27,6 +27,7 @@ type Config struct {
 	NodeTimeout      time.Duration
 	NodeInFlight     int
 	NodeQueue        int
+	LookupQueue      int
 	BatchMaxUIDs     int
 	BatchMaxBytes    int
 	LookupInFlight   int
@@ -52,7 +53,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.MaxTTL, "max-ttl", 30*24*time.Hour, "longest ttl_s accepted")
 	fs.DurationVar(&c.NodeTimeout, "node-timeout", 2*time.Second, "time allowed for one push-server call; a slower node's users count as not delivered")
 	fs.IntVar(&c.NodeInFlight, "node-inflight", 1, "deliver calls in flight to one push-server; pushes arriving meanwhile go together in the next call")
-	fs.IntVar(&c.NodeQueue, "node-queue", 10000, "pushes waiting for one push-server (and route lookups waiting for Redis); beyond it a push counts that node's users as not delivered")
+	fs.IntVar(&c.NodeQueue, "node-queue", 10000, "pushes waiting for one push-server; beyond it a push counts that node's users as not delivered")
+	fs.IntVar(&c.LookupQueue, "lookup-queue", 10000, "route lookups waiting for Redis; beyond it a push answers 503 overloaded (a ttl message is still stored)")
 	fs.IntVar(&c.BatchMaxUIDs, "batch-max-uids", 2000, "uids in one Redis lookup pipeline")
 	fs.IntVar(&c.BatchMaxBytes, "batch-max-bytes", 1<<20, "estimated body size of one deliver-batch call to a push-server (at most 4 MiB, what push-servers accept); a larger single push goes alone")
 	fs.IntVar(&c.LookupInFlight, "lookup-inflight", 1, "route lookup pipelines in flight to Redis; lookups arriving meanwhile go together in the next one")
@@ -63,8 +65,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return Config{}, err
 	}
-	if c.NodeInFlight < 1 || c.NodeQueue < 1 || c.BatchMaxUIDs < 1 || c.LookupInFlight < 1 || c.BatchMaxBytes < 1 {
-		return Config{}, fmt.Errorf("-node-inflight, -node-queue, -batch-max-uids, -batch-max-bytes and -lookup-inflight must be at least 1")
+	if c.NodeInFlight < 1 || c.NodeQueue < 1 || c.LookupQueue < 1 || c.BatchMaxUIDs < 1 || c.LookupInFlight < 1 || c.BatchMaxBytes < 1 {
+		return Config{}, fmt.Errorf("-node-inflight, -node-queue, -lookup-queue, -batch-max-uids, -batch-max-bytes and -lookup-inflight must be at least 1")
 	}
 	if c.BatchMaxBytes > wire.MaxInternalBody {
 		return Config{}, fmt.Errorf("-batch-max-bytes %d is over the %d bytes push-servers accept", c.BatchMaxBytes, wire.MaxInternalBody)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/heraldpush/herald/pkg/apiclient"
 	"github.com/heraldpush/herald/pkg/apikey"
 	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/mysqldb"
@@ -87,22 +89,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	var bg sync.WaitGroup
 	defer bg.Wait()
 	defer stopBackground()
-	disp, err := newDispatcher(bgCtx, routeStore, nodes, cfg.InternalSecret, cfg.NodeTimeout, batchConfig{
-		maxUIDs:        cfg.BatchMaxUIDs,
-		maxBytes:       cfg.BatchMaxBytes,
-		nodeInFlight:   cfg.NodeInFlight,
-		nodeQueue:      cfg.NodeQueue,
-		lookupInFlight: cfg.LookupInFlight,
-	}, logger, m)
+	nodeClient := apiclient.NewNodeClient(&http.Client{
+		// Deliveries use -node-inflight connections per node; broadcasts may add a few.
+		Transport: apiclient.NewTransport(max(2*cfg.NodeInFlight, 16)),
+		Timeout:   cfg.NodeTimeout,
+	}, cfg.InternalSecret)
+	disp, err := newDispatcher(dispatchConfig{
+		NodeTimeout: cfg.NodeTimeout,
+		Lookup:      lookupConfig{MaxUIDs: cfg.BatchMaxUIDs, InFlight: cfg.LookupInFlight, Queue: cfg.LookupQueue},
+		Send:        sendConfig{MaxBytes: cfg.BatchMaxBytes, InFlight: cfg.NodeInFlight, Queue: cfg.NodeQueue},
+	}, routeStore, nodes, nodeClient, logger, m)
 	if err != nil {
 		return err
 	}
 	bg.Go(func() { zk.Watch(bgCtx, nodes.update) })
-	bg.Go(disp.run)
+	bg.Go(func() { disp.run(bgCtx) })
 	bg.Go(func() { expireLoop(bgCtx, store, logger) })
 
 	deps := serverDeps{
 		dispatcher: disp,
+		routes:     routeStore,
+		nodes:      nodes,
 		inbox:      store,
 		keys:       newKeyCache(apikey.NewStore(db), cfg.KeyCacheTTL),
 		metrics:    m,

@@ -238,13 +238,13 @@ func call(t testing.TB, method, path, key string, body any, header http.Header) 
 	return reply{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
-func push(t testing.TB, body any) pushResponse {
+func push(t testing.TB, body any) wire.PushResponse {
 	t.Helper()
 	r := call(t, http.MethodPost, "/v1/push", apiKey, body, nil)
 	if r.status != 200 {
 		t.Fatalf("push: %d %s", r.status, r.body)
 	}
-	var resp pushResponse
+	var resp wire.PushResponse
 	if err := json.Unmarshal(r.body, &resp); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 // nodeDirectory is the live push-servers as ZooKeeper shows them. When a node vanishes, its routes are
 // swept from Redis: SweepNode is idempotent, so every push-route instance may do it.
 type nodeDirectory struct {
-	routes  *routes.Store
+	routes  sweeper
 	logger  *slog.Logger
 	metrics *metrics
 	// connected reports whether the ZooKeeper view is current; while it is not, the last known nodes
@@ -28,7 +28,14 @@ type nodeDirectory struct {
 	sweeping map[string]bool
 }
 
-func newNodeDirectory(store *routes.Store, logger *slog.Logger, m *metrics, connected func(context.Context) error, lookup func(string) (discovery.Node, bool, error)) *nodeDirectory {
+// sweeper removes every route of a node.
+type sweeper interface {
+	SweepNode(ctx context.Context, node string) (int, error)
+}
+
+var _ sweeper = (*routes.Store)(nil)
+
+func newNodeDirectory(store sweeper, logger *slog.Logger, m *metrics, connected func(context.Context) error, lookup func(string) (discovery.Node, bool, error)) *nodeDirectory {
 	return &nodeDirectory{routes: store, logger: logger, metrics: m, connected: connected, lookup: lookup, nodes: map[string]discovery.Node{}, sweeping: map[string]bool{}}
 }
 
@@ -87,6 +94,12 @@ func (d *nodeDirectory) update(nodes []discovery.Node) {
 	for _, id := range gone {
 		d.sweep(id)
 	}
+}
+
+// live reports whether id is a live node as the watch shows it.
+func (d *nodeDirectory) live(id string) bool {
+	_, ok := d.get(id)
+	return ok
 }
 
 func (d *nodeDirectory) get(id string) (discovery.Node, bool) {

@@ -18,35 +18,6 @@ import (
 	"github.com/heraldpush/herald/services/push-route/internal/inbox"
 )
 
-type pushRequest struct {
-	UIDs []string        `json:"uids"`
-	Data json.RawMessage `json:"data"`
-	TTLS int64           `json:"ttl_s"`
-	ID   string          `json:"id"`
-}
-
-type pushResult struct {
-	UID       string `json:"uid"`
-	Delivered int    `json:"delivered"`
-	Stored    bool   `json:"stored"`
-}
-
-type pushResponse struct {
-	ID      string       `json:"id"`
-	Results []pushResult `json:"results"`
-	// Duplicate is true when a call with this id was made before: nothing new was stored or delivered.
-	Duplicate bool `json:"duplicate,omitempty"`
-}
-
-type broadcastRequest struct {
-	Data json.RawMessage `json:"data"`
-}
-
-type broadcastResponse struct {
-	ID        string `json:"id"`
-	Delivered int    `json:"delivered"`
-}
-
 // limits are the push API's bounds, all configurable.
 type limits struct {
 	maxBody int64
@@ -56,7 +27,7 @@ type limits struct {
 }
 
 // validate checks a push request and returns its uids without repeats, in their order.
-func (l limits) validate(req *pushRequest) ([]string, error) {
+func (l limits) validate(req *wire.PushRequest) ([]string, error) {
 	switch {
 	case len(req.UIDs) == 0:
 		return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "uids must list at least one uid")
@@ -102,7 +73,7 @@ func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		trace := traceID(ctx)
-		var req pushRequest
+		var req wire.PushRequest
 		if err := httpapi.DecodeJSON(w, r, l.maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
@@ -150,15 +121,17 @@ func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store
 			// The message is stored; devices get it when they next connect.
 			delivered = map[string]int{}
 		}
-		resp := pushResponse{ID: msg.ID, Results: make([]pushResult, len(uids))}
+		resp := wire.PushResponse{ID: msg.ID, Results: make([]wire.PushResult, len(uids))}
 		total := 0
 		for i, uid := range uids {
-			resp.Results[i] = pushResult{UID: uid, Delivered: delivered[uid], Stored: ttl > 0}
+			resp.Results[i] = wire.PushResult{UID: uid, Delivered: delivered[uid], Stored: ttl > 0}
 			total += delivered[uid]
 		}
 		m.pushes.Inc()
 		m.deliveries.Add(float64(total))
-		logger.Info("push", "id", msg.ID, "uids", len(uids), "delivered", total, "ttl_s", req.TTLS, "trace_id", trace)
+		// Debug, not info: at thousands of pushes a second a line each costs more than the push;
+		// errors and summaries stay at info, and an operator following one message turns debug on.
+		logger.Debug("push", "id", msg.ID, "uids", len(uids), "delivered", total, "ttl_s", req.TTLS, "trace_id", trace)
 		httpapi.WriteJSON(w, http.StatusOK, resp)
 	})
 }
@@ -169,9 +142,9 @@ func respondDuplicate(w http.ResponseWriter, r *http.Request, logger *slog.Logge
 		logger.Error("pending for duplicate", "id", id, "err", err)
 		pending = map[string]bool{}
 	}
-	resp := pushResponse{ID: id, Duplicate: true, Results: make([]pushResult, len(uids))}
+	resp := wire.PushResponse{ID: id, Duplicate: true, Results: make([]wire.PushResult, len(uids))}
 	for i, uid := range uids {
-		resp.Results[i] = pushResult{UID: uid, Stored: pending[uid]}
+		resp.Results[i] = wire.PushResult{UID: uid, Stored: pending[uid]}
 	}
 	logger.Info("duplicate push ignored", "id", id, "trace_id", traceID(r.Context()))
 	httpapi.WriteJSON(w, http.StatusOK, resp)
@@ -179,7 +152,7 @@ func respondDuplicate(w http.ResponseWriter, r *http.Request, logger *slog.Logge
 
 func handleBroadcast(logger *slog.Logger, l limits, d *dispatcher, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req broadcastRequest
+		var req wire.PushBroadcastRequest
 		if err := httpapi.DecodeJSON(w, r, l.maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
@@ -193,43 +166,31 @@ func handleBroadcast(logger *slog.Logger, l limits, d *dispatcher, m *metrics) h
 		m.broadcasts.Inc()
 		m.deliveries.Add(float64(n))
 		logger.Info("broadcast", "id", msg.ID, "delivered", n, "trace_id", traceID(r.Context()))
-		httpapi.WriteJSON(w, http.StatusOK, broadcastResponse{ID: msg.ID, Delivered: n})
+		httpapi.WriteJSON(w, http.StatusOK, wire.PushBroadcastResponse{ID: msg.ID, Delivered: n})
 	})
 }
 
-type connection struct {
-	ConnID      string    `json:"conn_id"`
-	Node        string    `json:"node"`
-	Device      string    `json:"device"`
-	ConnectedAt time.Time `json:"connected_at"`
-}
-
-type connectionsResponse struct {
-	UID         string       `json:"uid"`
-	Connections []connection `json:"connections"`
-}
-
-func handleConnections(logger *slog.Logger, d *dispatcher) http.Handler {
+func handleConnections(logger *slog.Logger, dir routeDirectory, nodes nodeResolver) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		uid := r.PathValue("uid")
 		if err := ident.Check("uid", uid); err != nil {
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err))
 			return
 		}
-		found, err := d.routes.Lookup(r.Context(), []string{uid})
+		found, err := dir.Lookup(r.Context(), []string{uid})
 		if err != nil {
 			logger.Error("route lookup", "err", err)
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnavailable, "route directory unavailable, retry later"))
 			return
 		}
-		resp := connectionsResponse{UID: uid, Connections: []connection{}}
+		resp := wire.ConnectionsResponse{UID: uid, Connections: []wire.Connection{}}
 		for _, rt := range found[uid] {
-			if _, state := d.nodes.resolve(rt.Node); state != nodeLive {
+			if _, state := nodes.resolve(rt.Node); state != nodeLive {
 				continue // a dead node's route, swept soon
 			}
-			resp.Connections = append(resp.Connections, connection{ConnID: rt.ConnID, Node: rt.Node, Device: rt.Device, ConnectedAt: rt.ConnectedAt.UTC()})
+			resp.Connections = append(resp.Connections, wire.Connection{ConnID: rt.ConnID, Node: rt.Node, Device: rt.Device, ConnectedAt: rt.ConnectedAt.UTC()})
 		}
-		slices.SortFunc(resp.Connections, func(a, b connection) int { return a.ConnectedAt.Compare(b.ConnectedAt) })
+		slices.SortFunc(resp.Connections, func(a, b wire.Connection) int { return a.ConnectedAt.Compare(b.ConnectedAt) })
 		httpapi.WriteJSON(w, http.StatusOK, resp)
 	})
 }

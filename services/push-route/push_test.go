@@ -165,7 +165,7 @@ func TestBroadcastAndConnections(t *testing.T) {
 	a := device(t, nodeA, "bc-1", "phone")
 	b := device(t, nodeB, "bc-2", "laptop")
 	r := call(t, http.MethodPost, "/v1/broadcast", apiKey, map[string]any{"data": "to everyone"}, nil)
-	var resp broadcastResponse
+	var resp wire.PushBroadcastResponse
 	json.Unmarshal(r.body, &resp)
 	if r.status != 200 || resp.ID == "" || resp.Delivered < 2 {
 		t.Fatalf("broadcast: %d %s", r.status, r.body)
@@ -182,7 +182,7 @@ func TestBroadcastAndConnections(t *testing.T) {
 	}
 
 	r = call(t, http.MethodGet, "/v1/users/bc-1/connections", apiKey, nil, nil)
-	var conns connectionsResponse
+	var conns wire.ConnectionsResponse
 	json.Unmarshal(r.body, &conns)
 	if r.status != 200 || conns.UID != "bc-1" || len(conns.Connections) != 1 {
 		t.Fatalf("connections: %d %s", r.status, r.body)

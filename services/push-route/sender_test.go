@@ -4,16 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/heraldpush/herald/pkg/discovery"
+	"github.com/heraldpush/herald/pkg/apiclient"
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/wire"
 )
@@ -35,50 +32,13 @@ func TestItemBytesBoundsTheEncodedBody(t *testing.T) {
 		"escapes":      {Message: wire.Message{ID: "m", Data: json.RawMessage(`"\u2028\u0000"`), TS: 1}, UIDs: uids(1), TraceID: strings.Repeat(`"\`, 64)},
 		"spaces":       {Message: wire.Message{ID: "m", Data: json.RawMessage("{ \"a\" : [ 1 , 2 ] }"), TS: 1}, UIDs: uids(2), TraceID: "t"},
 	} {
-		one, err := encodeBody(wire.DeliverBatchRequest{Items: []wire.DeliverItem{item}})
+		one, err := apiclient.Encode(wire.DeliverBatchRequest{Items: []wire.DeliverItem{item}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := len(one) - len(`{"items":[]}`+"\n"); got > itemBytes(item) {
 			t.Errorf("%s: item encodes to %d bytes, estimate %d", name, got, itemBytes(item))
 		}
-	}
-}
-
-// TestOlderPushServerGetsOneCallPerPush stands in for a push-server from before deliver-batch (404
-// there): push-route delivers to it through the single-message endpoint instead.
-func TestOlderPushServerGetsOneCallPerPush(t *testing.T) {
-	var singles atomic.Int64
-	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != wire.PathDeliver || r.Header.Get(wire.SecretHeader) != secret {
-			http.NotFound(w, r)
-			return
-		}
-		var req wire.DeliverRequest
-		json.NewDecoder(r.Body).Decode(&req)
-		singles.Add(1)
-		resp := wire.DeliverResponse{}
-		for _, uid := range req.UIDs {
-			resp.Results = append(resp.Results, wire.DeliverResult{UID: uid, Delivered: 1, ConnIDs: []string{"ps-old:1"}})
-		}
-		json.NewEncoder(w).Encode(resp)
-	}))
-	defer old.Close()
-	zk := dialZK(t)
-	if _, err := zk.Register(context.Background(), discovery.Node{ID: "ps-old", WSURL: "ws://127.0.0.1:1/ws", InternalURL: old.URL, Weight: 1}); err != nil {
-		t.Fatal(err)
-	}
-	uid := uniq("old-node")
-	if err := routeStore(t).Register(context.Background(), routes.Route{UID: uid, ConnID: "ps-old:1", Node: "ps-old", Device: "d", ConnectedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if r := push(t, map[string]any{"uids": []string{uid}, "data": "hi"}); r.Results[0].Delivered != 1 {
-			t.Fatalf("result %+v, want 1 delivered through the old endpoint", r.Results[0])
-		}
-	}
-	if n := singles.Load(); n != 3 {
-		t.Fatalf("%d single deliver calls, want 3", n)
 	}
 }
 
@@ -94,8 +54,8 @@ func TestRefusedLookupFailsOnlyItsOwnPush(t *testing.T) {
 	if err := store.Register(context.Background(), routes.Route{UID: good, ConnID: "ps-a:9", Node: "ps-a", Device: "d", ConnectedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	d := &dispatcher{routes: store, metrics: newMetrics(prometheus.NewRegistry())}
-	out, err := d.lookupBatch(context.Background(), [][]string{{bad}, {good}})
+	l := &routeLookup{dir: store, metrics: newMetrics(prometheus.NewRegistry())}
+	out, err := l.lookupBatch(context.Background(), [][]string{{bad}, {good}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ import (
 // serverDeps are what the handlers need; run builds them from real servers.
 type serverDeps struct {
 	dispatcher *dispatcher
+	routes     routeDirectory
+	nodes      nodeResolver
 	inbox      *inbox.Store
 	keys       *keyCache
 	metrics    *metrics
@@ -33,9 +35,9 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 		return d.metrics.http.Wrap(logger, route, withTrace(requireKey(d.keys, h)))
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/push", api("push", handlePush(logger, l, d.dispatcher, d.inbox, d.metrics)))
-	mux.Handle("POST /v1/broadcast", api("broadcast", handleBroadcast(logger, l, d.dispatcher, d.metrics)))
-	mux.Handle("GET /v1/users/{uid}/connections", api("connections", handleConnections(logger, d.dispatcher)))
+	mux.Handle("POST "+wire.PathPush, api("push", handlePush(logger, l, d.dispatcher, d.inbox, d.metrics)))
+	mux.Handle("POST "+wire.PathPushBroadcast, api("broadcast", handleBroadcast(logger, l, d.dispatcher, d.metrics)))
+	mux.Handle("GET /v1/users/{uid}/connections", api("connections", handleConnections(logger, d.routes, d.nodes)))
 	mux.Handle("GET /healthz", health.Healthz())
 	mux.Handle("GET /readyz", health.Readyz(2*time.Second, d.ready...))
 	mux.Handle("/", d.metrics.http.Wrap(logger, "unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

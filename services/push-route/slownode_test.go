@@ -9,6 +9,7 @@ import (
 
 	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/routes"
+	"github.com/heraldpush/herald/pkg/wire"
 )
 
 // TestSlowNodeDoesNotHoldBackOthers registers a push-server that answers nothing within the node
@@ -39,7 +40,7 @@ func TestSlowNodeDoesNotHoldBackOthers(t *testing.T) {
 	}
 	fast := device(t, nodeA, uid, "fast-device")
 
-	done := make(chan pushResponse, 1)
+	done := make(chan wire.PushResponse, 1)
 	go func() { done <- push(t, map[string]any{"uids": []string{uid}, "data": "hi"}) }()
 	select {
 	case <-fast.Pushes():

@@ -6,10 +6,9 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
-)
 
-// traceHeader carries the trace id from push-route to the push-servers and back to the caller.
-const traceHeader = "X-Request-Id"
+	"github.com/heraldpush/herald/pkg/wire"
+)
 
 type traceKey struct{}
 
@@ -19,7 +18,7 @@ type traceKey struct{}
 func withTrace(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := traceIDFrom(r.Header)
-		w.Header().Set(traceHeader, id)
+		w.Header().Set(wire.TraceHeader, id)
 		if tp := r.Header.Get("traceparent"); tp != "" {
 			w.Header().Set("traceparent", tp)
 		}
@@ -32,7 +31,7 @@ func traceIDFrom(h http.Header) string {
 	if parts := strings.Split(h.Get("traceparent"), "-"); len(parts) == 4 && len(parts[1]) == 32 && isHex(parts[1]) {
 		return parts[1]
 	}
-	if id := h.Get(traceHeader); id != "" && len(id) <= 128 && printable(id) {
+	if id := h.Get(wire.TraceHeader); id != "" && len(id) <= 128 && printable(id) {
 		return id
 	}
 	b := make([]byte, 16)

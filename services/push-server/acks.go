@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/heraldpush/herald/pkg/apiclient"
 	"github.com/heraldpush/herald/pkg/wire"
 )
+
+// ackSink takes devices' acks: push-route's internal API (apiclient.RouteClient).
+type ackSink interface {
+	Acks(ctx context.Context, acks []wire.Ack) error
+}
+
+var _ ackSink = (*apiclient.RouteClient)(nil)
 
 // ackSenders is how many ack batches may be in flight to push-route at once.
 const ackSenders = 4
@@ -40,7 +47,7 @@ func defaultAckOptions() ackOptions {
 // device's next connect (devices already tell repeats by id). That is why a full buffer drops its
 // oldest acks rather than blocking readers or growing without bound.
 type ackForwarder struct {
-	client  *pushRouteClient
+	client  ackSink
 	logger  *slog.Logger
 	metrics *metrics
 	opts    ackOptions
@@ -59,7 +66,7 @@ type ackForwarder struct {
 	retryAt  time.Time  // no batch leaves before this, after a failure
 }
 
-func newAckForwarder(client *pushRouteClient, logger *slog.Logger, m *metrics, opts ackOptions) *ackForwarder {
+func newAckForwarder(client ackSink, logger *slog.Logger, m *metrics, opts ackOptions) *ackForwarder {
 	return &ackForwarder{
 		client: client, logger: logger, metrics: m, opts: opts,
 		warns: logLimiter{every: 10 * time.Second},
@@ -223,8 +230,7 @@ func (f *ackForwarder) run(ctx context.Context) {
 // send posts one batch. It returns an error only when the batch should be tried again; a batch
 // push-route refuses as malformed is dropped, since sending it again would fail the same way.
 func (f *ackForwarder) send(ctx context.Context, batch []wire.Ack) error {
-	err := f.client.postAcks(ctx, batch)
-	var se *statusError
+	err := f.client.Acks(ctx, batch)
 	switch {
 	case err == nil:
 		f.metrics.acksForwarded.Add(float64(len(batch)))
@@ -232,7 +238,7 @@ func (f *ackForwarder) send(ctx context.Context, batch []wire.Ack) error {
 			f.logger.Info("push-route takes acks again")
 		}
 		return nil
-	case errors.As(err, &se) && se.permanent():
+	case permanent(err):
 		f.recovered()
 		f.metrics.acksDropped.WithLabelValues("rejected").Add(float64(len(batch)))
 		f.logger.Error("push-route refused an ack batch; dropped it", "acks", len(batch), "err", err)

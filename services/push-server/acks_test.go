@@ -12,17 +12,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldpush/herald/pkg/wire"
-	"github.com/heraldpush/herald/services/push-server/internal/hub"
 )
 
 // forwarderFor makes an ackForwarder posting to url, with metrics in a registry of its own.
 func forwarderFor(t *testing.T, url string, opts ackOptions) (*ackForwarder, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	s := &server{hub: hub.New(1)} // enough of a server for the metrics' gauges
-	s.metrics = newMetrics(reg, s)
-	f := newAckForwarder(newPushRouteClient(url, secret), discard, s.metrics, opts)
-	s.acks, s.replays = f, newReplayer(nil, discard, s.metrics, s.draining.Load)
+	client, closeIdle := newPushRouteClient(url, secret)
+	t.Cleanup(closeIdle)
+	f := newAckForwarder(client, discard, newMetrics(reg), opts)
 	return f, reg
 }
 

@@ -133,14 +133,14 @@ func TestInternalAPI(t *testing.T) {
 			t.Fatalf("%d answers for 3 items: %+v", len(resp.Items), resp)
 		}
 		first := resp.Items[0]
-		if first.Error != "" || len(first.Results) != 2 || first.Results[0].Delivered != 2 || len(first.Results[0].ConnIDs) != 2 ||
+		if first.Error != nil || len(first.Results) != 2 || first.Results[0].Delivered != 2 || len(first.Results[0].ConnIDs) != 2 ||
 			first.Results[1].Delivered != 0 || len(first.Results[1].ConnIDs) != 0 {
 			t.Fatalf("first item %+v, want 2 connections of kicked written and none of nobody", first)
 		}
-		if resp.Items[1].Error == "" || len(resp.Items[1].Results) != 0 {
+		if e := resp.Items[1].Error; e == nil || e.Code != "invalid_request" || len(resp.Items[1].Results) != 0 {
 			t.Fatalf("malformed item answered %+v, want an error and no results", resp.Items[1])
 		}
-		if r := resp.Items[2]; r.Error != "" || len(r.Results) != 1 || r.Results[0].Delivered != 1 {
+		if r := resp.Items[2]; r.Error != nil || len(r.Results) != 1 || r.Results[0].Delivered != 1 {
 			t.Fatalf("third item %+v: the malformed one before it must not stop it", r)
 		}
 		for _, c := range []*wsClient{c1, c2} {

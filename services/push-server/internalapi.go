@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"runtime"
@@ -54,7 +55,7 @@ func handleDeliver(s *server) http.Handler {
 			httpapi.WriteError(w, err)
 			return
 		}
-		resp, err := s.deliver(wire.DeliverItem{Message: req.Message, UIDs: req.UIDs, TraceID: r.Header.Get("X-Request-Id")})
+		resp, err := s.deliver(wire.DeliverItem{Message: req.Message, UIDs: req.UIDs, TraceID: r.Header.Get(wire.TraceHeader)})
 		if err != nil {
 			httpapi.WriteError(w, err)
 			return
@@ -75,12 +76,21 @@ func handleDeliverBatch(s *server) http.Handler {
 			res, err := s.deliver(item)
 			if err != nil {
 				// One malformed message must not cost the others in the batch their delivery.
-				res = wire.DeliverResponse{Results: []wire.DeliverResult{}, Error: err.Error()}
+				res = wire.DeliverResponse{Results: []wire.DeliverResult{}, Error: itemError(err)}
 			}
 			resp.Items[i] = res
 		}
 		httpapi.WriteJSON(w, http.StatusOK, resp)
 	})
+}
+
+// itemError is the answer to one refused item of a batch, as an error body would carry it.
+func itemError(err error) *wire.ErrorDetail {
+	var apiErr *httpapi.Error
+	if errors.As(err, &apiErr) {
+		return &wire.ErrorDetail{Code: apiErr.Code, Message: apiErr.Message}
+	}
+	return &wire.ErrorDetail{Code: httpapi.CodeInternal, Message: "internal error"}
 }
 
 // deliver writes item's message to every local connection of its uids. Each result lists the
@@ -125,7 +135,7 @@ func handleBroadcast(s *server) http.Handler {
 		}
 		n := s.broadcast(p)
 		s.metrics.pushed.Add(float64(n))
-		s.logger.Info("broadcast", "id", req.Message.ID, "written", n, "trace_id", r.Header.Get("X-Request-Id"))
+		s.logger.Info("broadcast", "id", req.Message.ID, "written", n, "trace_id", r.Header.Get(wire.TraceHeader))
 		httpapi.WriteJSON(w, http.StatusOK, wire.BroadcastResponse{Delivered: n})
 	})
 }

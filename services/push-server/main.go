@@ -6,12 +6,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -26,10 +24,7 @@ import (
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/service"
 	"github.com/heraldpush/herald/pkg/token"
-	"github.com/heraldpush/herald/pkg/wire"
-	"github.com/heraldpush/herald/services/push-server/internal/hub"
 	"github.com/heraldpush/herald/services/push-server/internal/upstream"
-	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 )
 
 func main() {
@@ -78,23 +73,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	})
 	defer rdb.Close()
 	store := routes.NewStore(rdb)
-
-	s := &server{cfg: cfg, logger: logger, verifier: token.NewVerifier(keys...), hub: hub.New(cfg.MaxConnsPerUser)}
-	s.seq.Store(uint64(time.Now().UnixNano()))
-	s.pong, _ = json.Marshal(map[string]string{"type": wire.TypePong})
-	reg := service.NewRegistry()
-	s.metrics = newMetrics(reg, s)
-	s.routes = newRouteKeeper(store, cfg.NodeID, logger, s.metrics, s.localRoutes)
-	pushRoute := newPushRouteClient(cfg.PushRouteURL, cfg.InternalSecret)
-	defer pushRoute.http.CloseIdleConnections()
-	s.acks = newAckForwarder(pushRoute, logger, s.metrics, defaultAckOptions())
-	s.replays = newReplayer(pushRoute, logger, s.metrics, s.draining.Load)
-	s.producer = upstream.New(upstream.Config{
+	pushRoute, closeIdle := newPushRouteClient(cfg.PushRouteURL, cfg.InternalSecret)
+	defer closeIdle()
+	producer := upstream.New(upstream.Config{
 		Brokers: strings.Split(cfg.KafkaBrokers, ","),
 		Topic:   cfg.UpstreamTopic,
 		Timeout: cfg.UpstreamTimeout,
 		Logger:  logger,
 	})
+	reg := service.NewRegistry()
+	s, err := newServer(cfg, logger, serverDeps{
+		routes:    store,
+		verifier:  token.NewVerifier(keys...),
+		pushRoute: pushRoute,
+		producer:  producer,
+		registry:  reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer s.engine.Close()
+	// Waits for what Kafka still owes, after the drain: every waiting device gets its up_ack or error.
+	defer func() {
+		if err := producer.Close(); err != nil {
+			logger.Warn("close kafka producer", "err", err)
+		}
+	}()
 
 	// Routes left by an earlier process with this node id name connections that no longer exist.
 	sweepCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -104,11 +108,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		logger.Info("swept routes of an earlier run", "routes", n)
 	}
 	cancel()
-
-	if s.engine, err = wsconn.NewEngine(wsconn.Config{Pollers: cfg.Pollers, Workers: cfg.Workers, MaxMessage: cfg.MaxFrame}, s); err != nil {
-		return err
-	}
-	defer s.engine.Close()
 
 	zk, err := discovery.Dial(cfg.ZooKeeper, cfg.ZKSessionTimeout, logger)
 	if err != nil {
@@ -120,33 +119,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	var bg sync.WaitGroup
 	defer bg.Wait()
 	defer stopBackground()
-	bg.Go(func() { s.routes.run(bgCtx, 4) })
-	bg.Go(func() { s.sweepIdle(bgCtx.Done()) })
-	bg.Go(func() { s.acks.run(bgCtx) })
-	bg.Go(func() { s.replays.run(bgCtx) })
+	bg.Go(func() { s.run(bgCtx) })
 
 	var drainOnce sync.Once
 	drainReq := make(chan struct{})
 	requestDrain := func() { drainOnce.Do(func() { close(drainReq) }) }
 
+	// Both listen before the node announces itself, so auth never hands out an address that refuses.
 	internalLn, err := net.Listen("tcp", cfg.InternalAddr)
 	if err != nil {
 		return fmt.Errorf("listen internal %s: %w", cfg.InternalAddr, err)
 	}
-	internal := &http.Server{
-		Handler:           newInternalServer(s, reg, readyChecks(s, zk.Check), requestDrain),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	go internal.Serve(internalLn)
-	defer shutdownHTTP(internal)
-
 	publicLn, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
+		internalLn.Close()
 		return fmt.Errorf("listen public %s: %w", cfg.ListenAddr, err)
 	}
-	go s.acceptWS(publicLn)
-	defer publicLn.Close()
-	logger.Info("listening", "public", publicLn.Addr().String(), "internal", internalLn.Addr().String())
+	// The listeners outlive ctx: a stopping node keeps serving deliveries while it drains.
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- service.Serve(serveCtx, logger, 5*time.Second,
+			service.Listener{Name: "internal", Listener: internalLn, Handler: newInternalServer(s, reg, readyChecks(s, zk.Check), requestDrain)},
+			service.Listener{Name: "public", Listener: publicLn, Accept: s.acceptWS},
+		)
+	}()
+	stopListeners := func() error {
+		stopServing()
+		return <-served
+	}
 
 	node := discovery.Node{
 		ID: cfg.NodeID, WSURL: cfg.AdvertiseWSURL, InternalURL: cfg.AdvertiseIntURL,
@@ -154,6 +155,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	registration, err := zk.Register(ctx, node)
 	if err != nil {
+		stopListeners()
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return nil // stopped before ZooKeeper ever answered
 		}
@@ -161,31 +163,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger.Info("registered in zookeeper", "ws_url", node.WSURL)
 
+	var serveErr error
 	select {
 	case <-ctx.Done():
 	case <-drainReq:
+	case serveErr = <-served:
+		stopServing()
 	}
 	s.drain(registration, cfg.ShutdownTimeout)
-	publicLn.Close()
+	if serveErr == nil {
+		serveErr = stopListeners()
+	}
 	s.routes.flush(10 * time.Second)
 	// After the drain no connection is left to send acks (unless it timed out: later acks are not
 	// waited for, and their messages are replayed once more).
 	s.acks.flush(5 * time.Second)
-	// Waits for what Kafka still owes; every waiting device gets its up_ack or error.
-	if err := s.producer.Close(); err != nil {
-		logger.Warn("close kafka producer", "err", err)
-	}
 	if err := registration.Deregister(); err != nil {
 		logger.Warn("deregister", "err", err)
 	}
 	logger.Info("stopped")
-	return nil
-}
-
-func shutdownHTTP(srv *http.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(ctx)
+	return serveErr
 }
 
 // splitKeys splits the -jwt-public-keys value into file paths, unless it is PEM text itself.
@@ -194,17 +191,4 @@ func splitKeys(v string) []string {
 		return []string{v}
 	}
 	return strings.Split(v, ",")
-}
-
-// localRoutes lists the routes of every local connection, for re-recording them in Redis.
-func (s *server) localRoutes() []routes.Route {
-	var mu sync.Mutex
-	var rs []routes.Route
-	s.hub.Each(2, func(c *wsconn.Conn) {
-		r := s.route(c)
-		mu.Lock()
-		rs = append(rs, r)
-		mu.Unlock()
-	})
-	return rs
 }

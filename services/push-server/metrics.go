@@ -27,7 +27,7 @@ type metrics struct {
 	replayFailures   *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, s *server) *metrics {
+func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		http: httpapi.NewMetrics(reg),
 		upgrades: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -63,17 +63,24 @@ func newMetrics(reg prometheus.Registerer, s *server) *metrics {
 			Help: "Replays not done, by reason: push_route (pending list not fetched), stalled (client stopped reading), invalid_message (one message skipped).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.upstream, m.upPaused)
 	reg.MustRegister(m.upgrades, m.closed, m.framesIn, m.rateLimited, m.idleClosed, m.acks, m.pushed, m.routeErrors,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_ws_connections", Help: "Open connections."},
-			func() float64 { c, _ := s.hub.Count(); return float64(c) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_ws_users", Help: "Distinct users with an open connection."},
-			func() float64 { _, u := s.hub.Count(); return float64(u) }),
-		m.acksForwarded, m.ackBatchesFailed, m.acksDropped, m.replays, m.replayed, m.replayFailures,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_acks_buffered", Help: "Acks waiting to be handed to push-route."},
-			func() float64 { return float64(s.acks.buffered()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_replays_waiting", Help: "New connections waiting for their pending messages."},
-			func() float64 { return float64(s.replays.waiting()) }),
-	)
+		m.upstream, m.upPaused, m.acksForwarded, m.ackBatchesFailed, m.acksDropped, m.replays, m.replayed, m.replayFailures)
 	return m
+}
+
+// gauges are the functions the node's gauges read at each scrape.
+type gauges struct {
+	connections, users, acksBuffered, replaysWaiting func() int
+}
+
+func (m *metrics) registerGauges(reg prometheus.Registerer, g gauges) {
+	gauge := func(name, help string, f func() int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	reg.MustRegister(
+		gauge("herald_ws_connections", "Open connections.", g.connections),
+		gauge("herald_ws_users", "Distinct users with an open connection.", g.users),
+		gauge("herald_acks_buffered", "Acks waiting to be handed to push-route.", g.acksBuffered),
+		gauge("herald_replays_waiting", "New connections waiting for their pending messages.", g.replaysWaiting),
+	)
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldpush/herald/pkg/apiclient"
 	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 )
@@ -50,8 +51,15 @@ const (
 // stay pending for the next connect. After replayTripAfter failures in a row, replays fail without
 // a call for replayPause, so an unreachable push-route does not tie up the workers. A message pushed live while the replay runs may arrive before
 // older replayed ones, or twice (live and replayed): devices order and deduplicate by id.
+// pendingSource lists a user's pending messages: push-route's internal API (apiclient.RouteClient).
+type pendingSource interface {
+	Pending(ctx context.Context, uid string) ([]wire.Message, error)
+}
+
+var _ pendingSource = (*apiclient.RouteClient)(nil)
+
 type replayer struct {
-	client   *pushRouteClient
+	client   pendingSource
 	logger   *slog.Logger
 	metrics  *metrics
 	draining func() bool
@@ -75,7 +83,7 @@ type replayBacklog struct {
 	progress time.Time
 }
 
-func newReplayer(client *pushRouteClient, logger *slog.Logger, m *metrics, draining func() bool) *replayer {
+func newReplayer(client pendingSource, logger *slog.Logger, m *metrics, draining func() bool) *replayer {
 	return &replayer{
 		client: client, logger: logger, metrics: m, draining: draining,
 		warns:   logLimiter{every: 10 * time.Second},
@@ -136,7 +144,7 @@ func (r *replayer) replay(ctx context.Context, c *wsconn.Conn) {
 	err := errPushRouteFailing
 	if !r.paused() {
 		callCtx, cancel := context.WithTimeout(ctx, replayCallTimeout)
-		msgs, err = r.client.pending(callCtx, c.UID)
+		msgs, err = r.client.Pending(callCtx, c.UID)
 		cancel()
 		if ctx.Err() != nil {
 			return // shutting down

@@ -2,40 +2,13 @@ package main
 
 import (
 	"encoding/json"
-	"log/slog"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/heraldpush/herald/pkg/ident"
-	"github.com/heraldpush/herald/pkg/token"
 	"github.com/heraldpush/herald/pkg/wire"
-	"github.com/heraldpush/herald/services/push-server/internal/hub"
-	"github.com/heraldpush/herald/services/push-server/internal/upstream"
 	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 )
-
-// server is one push-server node: its connections and what it does with their frames.
-type server struct {
-	cfg      Config
-	logger   *slog.Logger
-	verifier *token.Verifier
-	hub      *hub.Hub
-	engine   *wsconn.Engine
-	routes   *routeKeeper
-	metrics  *metrics
-	acks     *ackForwarder // devices' acks, on their way to push-route
-	replays  *replayer     // pending messages for new connections
-	producer *upstream.Producer
-
-	// seq numbers connections; it starts at the start time in nanoseconds so conn ids stay unique
-	// across restarts of a node with the same id.
-	seq      atomic.Uint64
-	pending  atomic.Int64 // upgrades in progress, counted against MaxConns
-	draining atomic.Bool
-
-	pong []byte // the pong frame's JSON, encoded once
-}
 
 func (s *server) connID(c *wsconn.Conn) string {
 	return s.cfg.NodeID + ":" + strconv.FormatUint(c.ID, 36)

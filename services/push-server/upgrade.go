@@ -46,7 +46,7 @@ type handshakeState struct {
 }
 
 func reject(status int, code, msg string) error {
-	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	body, _ := json.Marshal(wire.ErrorBody{Error: wire.ErrorDetail{Code: code, Message: msg}})
 	return ws.RejectConnectionError(
 		ws.RejectionStatus(status),
 		ws.RejectionReason(string(body)),

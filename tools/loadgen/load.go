@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/heraldpush/herald/pkg/apiclient"
 )
 
 // The parent's side of the load modes: it drives the push API (push, broadcast) or tells the workers
@@ -291,8 +293,8 @@ func answerFailure(status int, body []byte) string {
 		return ""
 	}
 	kind := "http_" + strconv.Itoa(status)
-	if code := jsonField(body, "code"); code != nil {
-		kind += "_" + string(code)
+	if code := apiclient.ParseError(status, body).Code; code != "" {
+		kind += "_" + code
 	}
 	return kind
 }

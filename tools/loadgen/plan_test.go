@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/heraldpush/herald/pkg/client"
 )
 
 func TestSplitEven(t *testing.T) {
@@ -240,7 +242,7 @@ func TestFailureKind(t *testing.T) {
 			t.Errorf("failureKind(%v) = %q, want %q", tt.err, got, tt.want)
 		}
 	}
-	if got := mintFailure(&mintError{status: 401, code: "unauthorized"}); got != "mint_http_401_unauthorized" {
+	if got := mintFailure(fmt.Errorf("mint token: %w", &client.APIError{Status: 401, Code: "unauthorized"})); got != "mint_http_401_unauthorized" {
 		t.Errorf("mintFailure = %q", got)
 	}
 }

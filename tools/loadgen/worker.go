@@ -22,6 +22,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/heraldpush/herald/pkg/client"
 	"github.com/heraldpush/herald/pkg/wire"
 )
 
@@ -340,65 +341,28 @@ func (w *worker) mint(ctx context.Context) {
 	wg.Wait()
 }
 
-// mintError is auth's refusal.
-type mintError struct {
-	status int
-	code   string
-}
-
-func (e *mintError) Error() string { return fmt.Sprintf("mint token: http %d %s", e.status, e.code) }
-
+// mintFailure is the failure kind of a refused or failed token request.
 func mintFailure(err error) string {
-	var me *mintError
-	if errors.As(err, &me) {
-		if me.code != "" {
-			return fmt.Sprintf("mint_http_%d_%s", me.status, me.code)
+	var apiErr *client.APIError
+	if errors.As(err, &apiErr) {
+		if apiErr.Code != "" {
+			return fmt.Sprintf("mint_http_%d_%s", apiErr.Status, apiErr.Code)
 		}
-		return fmt.Sprintf("mint_http_%d", me.status)
+		return fmt.Sprintf("mint_http_%d", apiErr.Status)
 	}
 	return failureKind("mint", err)
 }
 
-// mintToken asks auth for a token for uid's device with the API key: POST {authURL}/v1/tokens.
+// mintToken asks auth for a token for uid's device with the API key.
 func mintToken(ctx context.Context, hc *http.Client, authURL, apiKey, uid, device string) (token, wsURL string, err error) {
-	body, _ := json.Marshal(map[string]string{"uid": uid, "device": device})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(authURL, "/")+"/v1/tokens", bytes.NewReader(body))
+	s, err := client.MintTokenWith(ctx, hc, authURL, apiKey, uid, device)
 	if err != nil {
 		return "", "", err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+apiKey)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", "", err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return "", "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var eb struct {
-			Error struct {
-				Code string `json:"code"`
-			} `json:"error"`
-		}
-		_ = json.Unmarshal(raw, &eb)
-		return "", "", &mintError{status: resp.StatusCode, code: eb.Error.Code}
-	}
-	var tr struct {
-		Token  string `json:"token"`
-		Server struct {
-			WSURL string `json:"ws_url"`
-		} `json:"server"`
-	}
-	if err := json.Unmarshal(raw, &tr); err != nil {
-		return "", "", fmt.Errorf("mint token: decode answer: %w", err)
-	}
-	if tr.Token == "" || strings.ContainsAny(tr.Token, "\r\n") {
+	if strings.ContainsAny(s.Token, "\r\n") {
 		return "", "", errors.New("mint token: no usable token in the answer")
 	}
-	return tr.Token, tr.Server.WSURL, nil
+	return s.Token, s.WSURL, nil
 }
 
 // connectAll opens every connection that has a token, at most Dialers at a time and Rate a second,

@@ -1,9 +1,14 @@
+//go:build linux
+
 // Package netpoll tells the push-server which sockets are ready, through Linux epoll, so an idle
 // connection needs no goroutine blocked in a read.
 //
 // Sockets are registered once, edge-triggered, for reading and writing: an event means the socket
 // became readable or writable since it was last drained, and the owner must then read until EAGAIN.
 // Registration never changes afterwards, so no epoll_ctl call sits on the hot path.
+//
+// epoll is Linux's; on other systems New fails with ErrUnsupported, so a push-server built there says
+// at start why it cannot run (the rest of Herald builds and runs anywhere).
 package netpoll
 
 import (

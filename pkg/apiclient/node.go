@@ -1,0 +1,69 @@
+package apiclient
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/heraldpush/herald/pkg/wire"
+)
+
+// maxNodeAnswer bounds a push-server's answer: a deliver-batch answer lists the connection ids of at
+// most a few thousand uids.
+const maxNodeAnswer = 16 << 20
+
+// NodeClient calls the internal API of push-servers (wire.PathDeliverBatch and the rest), each method
+// on the node whose internal URL it is given. One NodeClient serves every node.
+type NodeClient struct {
+	c caller
+}
+
+// NewNodeClient returns a client that calls push-servers through hc with the internal secret.
+func NewNodeClient(hc *http.Client, secret string) *NodeClient {
+	return &NodeClient{c: caller{hc: hc, authHeader: wire.SecretHeader, authValue: secret, description: "push-server"}}
+}
+
+// DeliverBatch hands items to the node and returns one answer per item, in order. An item the node
+// refused carries its Error; the others are delivered regardless.
+func (n *NodeClient) DeliverBatch(ctx context.Context, nodeURL string, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
+	var resp wire.DeliverBatchResponse
+	if err := n.c.call(ctx, http.MethodPost, joinURL(nodeURL, wire.PathDeliverBatch), "", wire.DeliverBatchRequest{Items: items}, &resp, maxNodeAnswer); err != nil {
+		return nil, err
+	}
+	if len(resp.Items) != len(items) {
+		return nil, fmt.Errorf("push-server %s: %d answers for %d items", wire.PathDeliverBatch, len(resp.Items), len(items))
+	}
+	for i, item := range resp.Items {
+		if item.Error == nil && len(item.Results) != len(items[i].UIDs) {
+			return nil, fmt.Errorf("push-server %s: item %d: %d results for %d uids", wire.PathDeliverBatch, i, len(item.Results), len(items[i].UIDs))
+		}
+	}
+	return resp.Items, nil
+}
+
+// Broadcast writes m to every connection of the node and returns how many took it.
+func (n *NodeClient) Broadcast(ctx context.Context, nodeURL, traceID string, m wire.Message) (int, error) {
+	var resp wire.BroadcastResponse
+	err := n.c.call(ctx, http.MethodPost, joinURL(nodeURL, wire.PathBroadcast), traceID, wire.BroadcastRequest{Message: m}, &resp, maxNodeAnswer)
+	return resp.Delivered, err
+}
+
+// Kick closes every connection of uid on the node and returns how many it closed.
+func (n *NodeClient) Kick(ctx context.Context, nodeURL, uid, reason string) (int, error) {
+	var resp wire.KickResponse
+	err := n.c.call(ctx, http.MethodPost, joinURL(nodeURL, wire.PathKick), "", wire.KickRequest{UID: uid, Reason: reason}, &resp, maxNodeAnswer)
+	return resp.Closed, err
+}
+
+// Stats reads the node's current figures.
+func (n *NodeClient) Stats(ctx context.Context, nodeURL string) (wire.Stats, error) {
+	var st wire.Stats
+	err := n.c.call(ctx, http.MethodGet, joinURL(nodeURL, wire.PathStats), "", nil, &st, maxNodeAnswer)
+	return st, err
+}
+
+// Drain asks the node to drain: it leaves the ring, tells its clients to reconnect, closes them in
+// paced batches and exits. It returns once the node has accepted.
+func (n *NodeClient) Drain(ctx context.Context, nodeURL string) error {
+	return n.c.call(ctx, http.MethodPost, joinURL(nodeURL, wire.PathDrain), "", struct{}{}, nil, maxNodeAnswer)
+}

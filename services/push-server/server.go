@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldpush/herald/pkg/routes"
+	"github.com/heraldpush/herald/pkg/token"
+	"github.com/heraldpush/herald/pkg/wire"
+	"github.com/heraldpush/herald/services/push-server/internal/hub"
+	"github.com/heraldpush/herald/services/push-server/internal/upstream"
+	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
+)
+
+// server is one push-server node: its connections and what it does with their frames.
+type server struct {
+	cfg      Config
+	logger   *slog.Logger
+	verifier *token.Verifier
+	hub      *hub.Hub
+	engine   *wsconn.Engine
+	routes   *routeKeeper
+	metrics  *metrics
+	acks     *ackForwarder // devices' acks, on their way to push-route
+	replays  *replayer     // pending messages for new connections
+	producer *upstream.Producer
+
+	// seq numbers connections; it starts at the start time in nanoseconds so conn ids stay unique
+	// across restarts of a node with the same id.
+	seq      atomic.Uint64
+	pending  atomic.Int64 // upgrades in progress, counted against MaxConns
+	draining atomic.Bool
+
+	pong []byte // the pong frame's JSON, encoded once
+}
+
+// serverDeps are what a node is built from; run makes them from the real servers.
+type serverDeps struct {
+	routes    *routes.Store
+	verifier  *token.Verifier
+	pushRoute interface { // push-route's internal API (apiclient.RouteClient)
+		ackSink
+		pendingSource
+	}
+	producer *upstream.Producer
+	registry prometheus.Registerer
+}
+
+// newServer builds a node. Its background work starts with run; its connections are served from the
+// listener handed to acceptWS.
+func newServer(cfg Config, logger *slog.Logger, deps serverDeps) (*server, error) {
+	m := newMetrics(deps.registry)
+	s := &server{
+		cfg:      cfg,
+		logger:   logger,
+		verifier: deps.verifier,
+		hub:      hub.New(cfg.MaxConnsPerUser),
+		metrics:  m,
+		producer: deps.producer,
+	}
+	s.seq.Store(uint64(time.Now().UnixNano()))
+	s.pong, _ = json.Marshal(map[string]string{"type": wire.TypePong})
+	s.routes = newRouteKeeper(deps.routes, cfg.NodeID, logger, m, s.localRoutes)
+	s.acks = newAckForwarder(deps.pushRoute, logger, m, defaultAckOptions())
+	s.replays = newReplayer(deps.pushRoute, logger, m, s.draining.Load)
+	engine, err := wsconn.NewEngine(wsconn.Config{Pollers: cfg.Pollers, Workers: cfg.Workers, MaxMessage: cfg.MaxFrame}, s)
+	if err != nil {
+		return nil, err
+	}
+	s.engine = engine
+	m.registerGauges(deps.registry, gauges{
+		connections:    func() int { c, _ := s.hub.Count(); return c },
+		users:          func() int { _, u := s.hub.Count(); return u },
+		acksBuffered:   s.acks.buffered,
+		replaysWaiting: s.replays.waiting,
+	})
+	return s, nil
+}
+
+// run does the node's background work until ctx ends: route upkeep, the idle sweep, forwarding acks
+// and replaying pending messages.
+func (s *server) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.routes.run(ctx, 4) })
+	wg.Go(func() { s.sweepIdle(ctx.Done()) })
+	wg.Go(func() { s.acks.run(ctx) })
+	wg.Go(func() { s.replays.run(ctx) })
+	wg.Wait()
+}
+
+// localRoutes lists the routes of every local connection, for re-recording them in Redis.
+func (s *server) localRoutes() []routes.Route {
+	var mu sync.Mutex
+	var rs []routes.Route
+	s.hub.Each(2, func(c *wsconn.Conn) {
+		r := s.route(c)
+		mu.Lock()
+		rs = append(rs, r)
+		mu.Unlock()
+	})
+	return rs
+}

@@ -14,3 +14,9 @@ func routeKey(uid string) string {
 func nodeUIDsKey(node string) string {
 	return keyPrefix + "node:{" + node + "}:uids"
 }
+
+// pendingKey names a uid's pending marker: set while the user may have pending offline messages. It
+// shares the route hash's tag, so registering a connection reads it in the same script.
+func pendingKey(uid string) string {
+	return keyPrefix + "pending:{" + uid + "}"
+}

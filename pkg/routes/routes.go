@@ -61,19 +61,25 @@ func NewStore(rdb redis.UniversalClient) *Store {
 func (s *Store) Malformed() int64 { return s.malformed.Load() }
 
 // Register records r: its field in the uid's route hash and the uid in the node's index, in one round
-// trip. Recording the same route again is harmless.
-func (s *Store) Register(ctx context.Context, r Route) error {
+// trip. Recording the same route again is harmless. It also reports whether the user may have pending
+// offline messages (the marker MarkPending sets), so that a connect with nothing pending asks for none.
+func (s *Store) Register(ctx context.Context, r Route) (pending bool, err error) {
 	if err := validRoute(r); err != nil {
-		return fmt.Errorf("register route: %w", err)
+		return false, fmt.Errorf("register route: %w", err)
 	}
 	calls := []scriptCall{registerCall(r)}
-	err := runPipelined(ctx, s.rdb, calls, func(p redis.Pipeliner) {
+	err = runPipelined(ctx, s.rdb, calls, func(p redis.Pipeliner) {
 		p.SAdd(ctx, nodeUIDsKey(r.Node), r.UID)
 	})
 	if err != nil {
-		return fmt.Errorf("register route: %w", err)
+		return false, fmt.Errorf("register route: %w", err)
 	}
-	return nil
+	res, err := calls[0].cmd.Int64Slice()
+	if err != nil || len(res) != 2 {
+		// Unreadable: say pending, which costs one lookup, never a missed replay.
+		return true, nil
+	}
+	return res[1] == 1, nil
 }
 
 // RegisterAll records many routes, in one round trip per registerBatch routes: it is how a node records
@@ -105,7 +111,7 @@ func (s *Store) RegisterAll(ctx context.Context, rs []Route) error {
 
 func registerCall(r Route) scriptCall {
 	v := r.Node + "|" + r.Device + "|" + strconv.FormatInt(r.ConnectedAt.UnixMilli(), 10)
-	return scriptCall{script: registerScript, keys: []string{routeKey(r.UID)}, args: []any{r.ConnID, v}}
+	return scriptCall{script: registerScript, keys: []string{routeKey(r.UID), pendingKey(r.UID)}, args: []any{r.ConnID, v}}
 }
 
 // Unregister removes r's field, but only while it still names r.Node: the conn_id may meanwhile belong

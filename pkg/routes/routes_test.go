@@ -27,7 +27,7 @@ func rt(uid, conn, node, device string, at time.Time) Route {
 func register(tb testing.TB, s *Store, rs ...Route) {
 	tb.Helper()
 	for _, r := range rs {
-		if err := s.Register(context.Background(), r); err != nil {
+		if _, err := s.Register(context.Background(), r); err != nil {
 			tb.Fatalf("register %+v: %v", r, err)
 		}
 	}
@@ -507,11 +507,11 @@ func TestValidation(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"register empty uid", func() error { return s.Register(ctx, with(func(r *Route) { r.UID = "" })) }},
-		{"register empty node", func() error { return s.Register(ctx, with(func(r *Route) { r.Node = "" })) }},
-		{"register node with |", func() error { return s.Register(ctx, with(func(r *Route) { r.Node = "a|b" })) }},
-		{"register empty conn id", func() error { return s.Register(ctx, with(func(r *Route) { r.ConnID = "" })) }},
-		{"register device with |", func() error { return s.Register(ctx, with(func(r *Route) { r.Device = "a|b" })) }},
+		{"register empty uid", func() error { _, err := s.Register(ctx, with(func(r *Route) { r.UID = "" })); return err }},
+		{"register empty node", func() error { _, err := s.Register(ctx, with(func(r *Route) { r.Node = "" })); return err }},
+		{"register node with |", func() error { _, err := s.Register(ctx, with(func(r *Route) { r.Node = "a|b" })); return err }},
+		{"register empty conn id", func() error { _, err := s.Register(ctx, with(func(r *Route) { r.ConnID = "" })); return err }},
+		{"register device with |", func() error { _, err := s.Register(ctx, with(func(r *Route) { r.Device = "a|b" })); return err }},
 		{"register all, one bad", func() error {
 			return s.RegisterAll(ctx, []Route{good, with(func(r *Route) { r.UID = "" })})
 		}},
@@ -558,7 +558,7 @@ func TestRedisDown(t *testing.T) {
 		call   func(ctx context.Context) error
 	}{
 		{"ping redis: ", s.Ping},
-		{"register route: ", func(ctx context.Context) error { return s.Register(ctx, route) }},
+		{"register route: ", func(ctx context.Context) error { _, err := s.Register(ctx, route); return err }},
 		{"register routes: ", func(ctx context.Context) error { return s.RegisterAll(ctx, []Route{route}) }},
 		{"lookup routes: ", func(ctx context.Context) error { _, err := s.Lookup(ctx, []string{"hank"}); return err }},
 		{"unregister route: ", func(ctx context.Context) error { _, err := s.Unregister(ctx, route); return err }},
@@ -676,12 +676,20 @@ func TestCommandsTouchOneSlot(t *testing.T) {
 	if _, err := s.SweepNode(ctx, "n1"); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.MarkPending(ctx, []string{"kim"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if seen, err := s.PendingMark(ctx, "kim"); err != nil {
+		t.Fatal(err)
+	} else if _, err := s.ClearPending(ctx, "kim", seen); err != nil {
+		t.Fatal(err)
+	}
 
 	// EVALSHA names a script by digest, EVAL (the fallback after SCRIPT FLUSH) by its source.
 	scripts := map[string]string{}
 	for name, sc := range map[string]*redis.Script{
 		"register": registerScript, "unregister": unregisterScript, "sweep": sweepScript,
-		"count": countScript, "lookup": lookupScript,
+		"count": countScript, "lookup": lookupScript, "mark_pending": markScript, "clear_pending": clearScript,
 	} {
 		src, err := lua.FS.ReadFile(name + ".lua")
 		if err != nil {
@@ -711,7 +719,7 @@ func TestCommandsTouchOneSlot(t *testing.T) {
 			for _, k := range args[3 : 3+n] {
 				keys = append(keys, fmt.Sprint(k))
 			}
-		case "sadd", "srem", "sscan", "del":
+		case "sadd", "srem", "sscan", "del", "get":
 			keys = []string{fmt.Sprint(args[1])}
 		case "hello", "client", "ping", "scan":
 			continue
@@ -742,7 +750,7 @@ func TestScriptHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"count.lua", "lookup.lua", "register.lua", "sweep.lua", "unregister.lua"}
+	want := []string{"clear_pending.lua", "count.lua", "lookup.lua", "mark_pending.lua", "register.lua", "sweep.lua", "unregister.lua"}
 	if !slices.Equal(names, want) {
 		t.Errorf("scripts %v, want %v", names, want)
 	}

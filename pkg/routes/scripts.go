@@ -15,6 +15,8 @@ var (
 	sweepScript      = loadScript("sweep.lua")
 	countScript      = loadScript("count.lua")
 	lookupScript     = loadScript("lookup.lua")
+	markScript       = loadScript("mark_pending.lua")
+	clearScript      = loadScript("clear_pending.lua")
 )
 
 func loadScript(name string) *redis.Script {

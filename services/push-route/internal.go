@@ -30,7 +30,7 @@ func handleAcks(logger *slog.Logger, store *inbox.Store, m *metrics) http.Handle
 }
 
 // handlePending answers a push-server that a device of the user connected: the messages to replay.
-func handlePending(logger *slog.Logger, store *inbox.Store) http.Handler {
+func handlePending(logger *slog.Logger, store *inbox.Store, marks pendingMarks) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req wire.PendingRequest
 		if err := httpapi.DecodeJSON(w, r, 64<<10, &req); err != nil {
@@ -41,11 +41,19 @@ func handlePending(logger *slog.Logger, store *inbox.Store) http.Handler {
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err))
 			return
 		}
+		// Read before the lookup: a message stored after this changes it, and the clear below then
+		// leaves the marker in place.
+		seen, markErr := marks.PendingMark(r.Context(), req.UID)
 		msgs, err := store.Pending(r.Context(), req.UID, time.Now())
 		if err != nil {
 			logger.Error("pending", "err", err)
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnavailable, "message store unavailable"))
 			return
+		}
+		if len(msgs) == 0 && markErr == nil && seen != "" {
+			if _, err := marks.ClearPending(r.Context(), req.UID, seen); err != nil {
+				logger.Warn("clear pending marker", "uid", req.UID, "err", err) // stale: one more lookup later
+			}
 		}
 		httpapi.WriteJSON(w, http.StatusOK, wire.PendingResponse{Messages: msgs})
 	})

@@ -104,12 +104,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	bg.Go(func() { zk.Watch(bgCtx, nodes.update) })
 	bg.Go(func() { disp.run(bgCtx) })
+	marker := newMarker(routeStore, logger, m)
+	bg.Go(func() { marker.run(bgCtx) })
 	bg.Go(func() { expireLoop(bgCtx, store, logger) })
 
 	deps := serverDeps{
 		dispatcher: disp,
 		routes:     routeStore,
 		nodes:      nodes,
+		marks:      routeStore,
+		marker:     marker,
 		inbox:      store,
 		keys:       newKeyCache(apikey.NewStore(db), cfg.KeyCacheTTL),
 		metrics:    m,

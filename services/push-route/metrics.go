@@ -18,6 +18,7 @@ type metrics struct {
 	liveNodes    prometheus.Gauge
 	deliverBatch prometheus.Histogram
 	lookupBatch  prometheus.Histogram
+	marksDropped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,7 +35,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		liveNodes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_push_live_nodes", Help: "Push-servers live in ZooKeeper."}),
 		deliverBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_push_deliver_batch_pushes", Help: "Pushes carried by one deliver-batch call to a push-server.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 		lookupBatch:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_push_lookup_batch_pushes", Help: "Pushes whose routes one Redis pipeline read.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		marksDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_pending_marks_dropped_total", Help: "Pending markers Redis refused and that did not fit the retry set."}),
 	}
-	reg.MustRegister(m.pushes, m.broadcasts, m.deliveries, m.acks, m.nodeErrors, m.staleRemoved, m.staleDropped, m.swept, m.liveNodes, m.deliverBatch, m.lookupBatch)
+	reg.MustRegister(m.marksDropped, m.pushes, m.broadcasts, m.deliveries, m.acks, m.nodeErrors, m.staleRemoved, m.staleDropped, m.swept, m.liveNodes, m.deliverBatch, m.lookupBatch)
 	return m
 }

@@ -69,7 +69,7 @@ func (l limits) checkData(data json.RawMessage) error {
 	return nil
 }
 
-func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store, m *metrics) http.Handler {
+func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store, marks *marker, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		trace := traceID(ctx)
@@ -101,6 +101,11 @@ func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store
 				logger.Error("store message", "id", msg.ID, "err", err, "trace_id", trace)
 				httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnavailable, "message store unavailable, retry later"))
 				return
+			}
+			if ttl > 0 {
+				// After the save, before the lookup: a device that registers after our lookup
+				// sees the mark and asks for the message.
+				marks.mark(ctx, uids, ttl)
 			}
 		}
 

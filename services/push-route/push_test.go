@@ -43,7 +43,7 @@ func TestStaleRouteIsCleanedAndMessageStored(t *testing.T) {
 	store := routeStore(t)
 	ghostUID := uniq("ghost")
 	ghost := routes.Route{UID: ghostUID, ConnID: "ps-a:doesnotexist", Node: "ps-a", Device: "old", ConnectedAt: time.Now()}
-	if err := store.Register(context.Background(), ghost); err != nil {
+	if _, err := store.Register(context.Background(), ghost); err != nil {
 		t.Fatal(err)
 	}
 	resp := push(t, map[string]any{"uids": []string{ghostUID}, "data": "hello", "ttl_s": 600})

@@ -51,7 +51,7 @@ func TestRefusedLookupFailsOnlyItsOwnPush(t *testing.T) {
 	if err := rdb.Set(context.Background(), "herald:route:{"+bad+"}", "not a hash", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Register(context.Background(), routes.Route{UID: good, ConnID: "ps-a:9", Node: "ps-a", Device: "d", ConnectedAt: time.Now()}); err != nil {
+	if _, err := store.Register(context.Background(), routes.Route{UID: good, ConnID: "ps-a:9", Node: "ps-a", Device: "d", ConnectedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	l := &routeLookup{dir: store, metrics: newMetrics(prometheus.NewRegistry())}

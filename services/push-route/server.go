@@ -22,6 +22,8 @@ type serverDeps struct {
 	dispatcher *dispatcher
 	routes     routeDirectory
 	nodes      nodeResolver
+	marks      pendingMarks
+	marker     *marker
 	inbox      *inbox.Store
 	keys       *keyCache
 	metrics    *metrics
@@ -35,7 +37,7 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 		return d.metrics.http.Wrap(logger, route, withTrace(requireKey(d.keys, h)))
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST "+wire.PathPush, api("push", handlePush(logger, l, d.dispatcher, d.inbox, d.metrics)))
+	mux.Handle("POST "+wire.PathPush, api("push", handlePush(logger, l, d.dispatcher, d.inbox, d.marker, d.metrics)))
 	mux.Handle("POST "+wire.PathPushBroadcast, api("broadcast", handleBroadcast(logger, l, d.dispatcher, d.metrics)))
 	mux.Handle("GET /v1/users/{uid}/connections", api("connections", handleConnections(logger, d.routes, d.nodes)))
 	mux.Handle("GET /healthz", health.Healthz())
@@ -53,7 +55,7 @@ func newInternalServer(logger *slog.Logger, cfg Config, d serverDeps, reg *prome
 	}
 	mux := service.OpsMux(reg, d.ready)
 	mux.Handle("POST "+wire.PathAcks, internal("acks", handleAcks(logger, d.inbox, d.metrics)))
-	mux.Handle("POST "+wire.PathPending, internal("pending", handlePending(logger, d.inbox)))
+	mux.Handle("POST "+wire.PathPending, internal("pending", handlePending(logger, d.inbox, d.marks)))
 	return mux
 }
 

@@ -35,7 +35,7 @@ func TestSlowNodeDoesNotHoldBackOthers(t *testing.T) {
 	uid := uniq("split")
 	store := routeStore(t)
 	slowRoute := routes.Route{UID: uid, ConnID: "ps-slow:1", Node: "ps-slow", Device: "slow-device", ConnectedAt: time.Now()}
-	if err := store.Register(context.Background(), slowRoute); err != nil {
+	if _, err := store.Register(context.Background(), slowRoute); err != nil {
 		t.Fatal(err)
 	}
 	fast := device(t, nodeA, uid, "fast-device")

@@ -23,6 +23,7 @@ type metrics struct {
 	ackBatchesFailed prometheus.Counter
 	acksDropped      *prometheus.CounterVec
 	replays          prometheus.Counter
+	replaysSkipped   prometheus.Counter
 	replayed         prometheus.Counter
 	replayFailures   *prometheus.CounterVec
 }
@@ -56,7 +57,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "herald_acks_dropped_total",
 			Help: "Acks given up on, by reason: buffer_full, rejected (push-route refused the batch as malformed), shutdown. Their messages are replayed once more.",
 		}, []string{"reason"}),
-		replays:  prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_replays_total", Help: "New connections whose pending messages were fetched from push-route."}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_replays_total", Help: "New connections whose pending messages were fetched from push-route."}),
+		replaysSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_replays_skipped_total", Help: "New connections whose user had no pending marker in Redis: nothing fetched.",
+		}),
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_replayed_messages_total", Help: "Pending messages written to new connections."}),
 		replayFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_replay_failures_total",
@@ -64,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.upgrades, m.closed, m.framesIn, m.rateLimited, m.idleClosed, m.acks, m.pushed, m.routeErrors,
-		m.upstream, m.upPaused, m.acksForwarded, m.ackBatchesFailed, m.acksDropped, m.replays, m.replayed, m.replayFailures)
+		m.upstream, m.upPaused, m.acksForwarded, m.ackBatchesFailed, m.acksDropped, m.replays, m.replaysSkipped, m.replayed, m.replayFailures)
 	return m
 }
 

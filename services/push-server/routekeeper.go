@@ -42,14 +42,15 @@ func newRouteKeeper(store *routes.Store, node string, logger *slog.Logger, m *me
 
 func (k *routeKeeper) healthy() bool { return k.up.Load() }
 
-func (k *routeKeeper) register(r routes.Route) error {
+// register records r and reports whether its user may have pending offline messages.
+func (k *routeKeeper) register(r routes.Route) (pending bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := k.store.Register(ctx, r)
+	pending, err = k.store.Register(ctx, r)
 	if err != nil {
 		k.markDown(err)
 	}
-	return err
+	return pending, err
 }
 
 // unregister queues r's removal. When a mass disconnect fills the queue the caller waits up to a

@@ -180,7 +180,8 @@ func detach(nc net.Conn) (int, error) {
 
 // open admits an upgraded connection: session table, route, then the welcome and reading. Writes
 // that reach it before the welcome (a push right after the route is recorded) wait behind it. Last,
-// it queues the replay of the user's pending messages, which follows the welcome.
+// it queues the replay of the user's pending messages, which follows the welcome, when the route
+// directory's marker says there may be some.
 func (s *server) open(fd int, hs handshakeState) {
 	c := wsconn.NewConn(fd, s.cfg.MaxQueue)
 	c.ID = s.seq.Add(1)
@@ -194,7 +195,8 @@ func (s *server) open(fd int, hs handshakeState) {
 		s.metrics.closed.WithLabelValues("replaced").Inc()
 		s.routes.unregister(s.route(old))
 	}
-	if err := s.routes.register(s.route(c)); err != nil {
+	pending, err := s.routes.register(s.route(c))
+	if err != nil {
 		s.hub.Remove(c)
 		s.metrics.upgrades.WithLabelValues("route_failed").Inc()
 		c.Abort(wire.CloseTryAgainLater, "cannot record the route; reconnect")
@@ -214,6 +216,11 @@ func (s *server) open(fd int, hs handshakeState) {
 		return
 	}
 	s.metrics.upgrades.WithLabelValues("101").Inc()
+	if !pending {
+		// Redis says nothing waits for this user: no call to push-route, no database query.
+		s.metrics.replaysSkipped.Inc()
+		return
+	}
 	s.replays.enqueue(c)
 }
 

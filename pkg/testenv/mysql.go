@@ -274,3 +274,6 @@ func NewMySQL(t testing.TB) *MySQL {
 	})
 	return m
 }
+
+// PID is the server's process id (0 while stopped), for tools that measure what it costs.
+func (x *MySQL) PID() int { return x.srv.pid() }

@@ -229,6 +229,16 @@ type server struct {
 	proc *process // nil when stopped
 }
 
+// pid is the server's process id, 0 while it is stopped.
+func (s *server) pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.pid()
+}
+
 // startFirst starts on a fresh port, retrying with another one if the server could not bind it.
 func (s *server) startFirst(ctx context.Context) error {
 	s.mu.Lock()

@@ -99,3 +99,6 @@ func NewRedis(t testing.TB) *Redis {
 	})
 	return r
 }
+
+// PID is the server's process id (0 while stopped), for tools that measure what it costs.
+func (x *Redis) PID() int { return x.srv.pid() }

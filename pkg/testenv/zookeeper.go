@@ -141,3 +141,6 @@ func NewZooKeeper(t testing.TB) *ZooKeeper {
 	})
 	return z
 }
+
+// PID is the server's process id (0 while stopped), for tools that measure what it costs.
+func (x *ZooKeeper) PID() int { return x.srv.pid() }

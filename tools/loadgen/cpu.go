@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,89 +75,16 @@ type watchedProc struct {
 	Mine bool   `json:"loadgen"` // loadgen's parent or one of its workers
 }
 
-// classifyProc names a process of the local stack from its command line (NUL-separated, as in
-// /proc/<pid>/cmdline), or returns "" when it is not one: a service binary under binDir, a server
-// whose arguments name dataDir (MariaDB, ZooKeeper's java) or redisAddr's port (Redis), or a stack supervisor, "stack -bin
-// …", which also runs the in-process Kafka broker and copies every service's log lines (the caller
-// checks that it runs in the stack's directory).
-func classifyProc(cmdline []byte, binDir, dataDir, redisAddr string) string {
-	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	if len(args) == 1 && strings.Contains(args[0], " ") {
-		args = strings.Fields(args[0]) // a process that rewrote its title, as Redis does
-	}
-	if len(args) == 0 || args[0] == "" {
-		return ""
-	}
-	base := filepath.Base(args[0])
-	switch {
-	case strings.HasPrefix(args[0], binDir+"/"):
-		return base
-	case slices.ContainsFunc(args[1:], func(a string) bool { return strings.Contains(a, dataDir+"/") }):
-		if base == "java" {
-			return "zookeeper"
+// stackProcs lists the local stack's processes from stack.json's pids (name → pid), sorted by name.
+func stackProcs(pids map[string]int) []watchedProc {
+	out := make([]watchedProc, 0, len(pids))
+	for name, pid := range pids {
+		if pid > 0 {
+			out = append(out, watchedProc{Name: name, PID: pid})
 		}
-		return base
-	case base == "stack" && slices.Contains(args[1:], "-bin"):
-		return "stack"
-	case base == "redis-server" && redisAddr != "" && slices.ContainsFunc(args[1:], func(a string) bool { return strings.HasSuffix(a, ":"+portOf(redisAddr)) }):
-		// Redis rewrites its command line to "redis-server <bind>:<port>".
-		return base
-	}
-	return ""
-}
-
-// findStackProcs lists the local stack's processes; a push-server is named by its HERALD_NODE_ID.
-func findStackProcs(stackFile, redisAddr string) []watchedProc {
-	dir, err := filepath.Abs(filepath.Dir(stackFile))
-	if err != nil {
-		return nil
-	}
-	binDir, dataDir := filepath.Join(dir, "bin"), filepath.Join(dir, "data")
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []watchedProc
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		name := classifyProc(cmd, binDir, dataDir, redisAddr)
-		if name == "" {
-			continue
-		}
-		if name == "stack" {
-			// Another checkout's stack is not this one: it must run where this stack file lives.
-			if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || cwd != filepath.Dir(dir) {
-				continue
-			}
-		}
-		if name == "push-server" {
-			if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
-				if id := envValue(env, "HERALD_NODE_ID"); id != "" {
-					name = id
-				}
-			}
-		}
-		out = append(out, watchedProc{Name: name, PID: pid})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
-
-// envValue finds key in the contents of /proc/<pid>/environ.
-func envValue(environ []byte, key string) string {
-	for _, kv := range strings.Split(string(environ), "\x00") {
-		if v, ok := strings.CutPrefix(kv, key+"="); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // ctxSwitches adds up the voluntary and involuntary context switches in the contents of a

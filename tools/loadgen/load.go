@@ -169,7 +169,7 @@ func (r *report) runLoad(ctx context.Context, o options, st stack, pool *workers
 			sources["push-route"] = func() map[string]float64 { m, _ := obs.metrics(ctx, ri, routeGauges); return m }
 		}
 	}
-	procs := findStackProcs(o.stackFile, st.RedisAddr)
+	procs := stackProcs(st.PIDs)
 	procs = append(procs, watchedProc{Name: "loadgen", PID: os.Getpid(), Mine: true})
 	for i, p := range pool.procs {
 		procs = append(procs, watchedProc{Name: fmt.Sprintf("loadgen-worker-%d", i), PID: p.Process.Pid, Mine: true})

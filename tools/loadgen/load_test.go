@@ -276,26 +276,11 @@ func TestCPUBetween(t *testing.T) {
 	}
 }
 
-func TestClassifyProc(t *testing.T) {
-	bin, data := "/w/.herald/bin", "/w/.herald/data"
-	tests := map[string]string{
-		"/w/.herald/bin/push-server\x00":                                           "push-server",
-		"/w/.herald/bin/push-route\x00":                                            "push-route",
-		"/usr/bin/redis-server\x00--dir\x00/w/.herald/data/redis-1\x00":            "redis-server",
-		"/usr/sbin/mariadbd\x00--datadir=/w/.herald/data/mysql-3/data\x00":         "mariadbd",
-		"/usr/bin/java\x00-cp\x00zk.jar\x00Main\x00/w/.herald/data/zk/zoo.cfg\x00": "zookeeper",
-		"/tmp/go-build1/b001/exe/stack\x00-bin\x00.herald/bin\x00":                 "stack",
-		"/tmp/herald-test-1/push-server\x00":                                       "",
-		"/usr/bin/redis-server\x00127.0.0.1:39003\x00":                             "",
-		"\x00": "",
-	}
-	for cmd, want := range tests {
-		if got := classifyProc([]byte(cmd), bin, data, "127.0.0.1:33499"); got != want {
-			t.Errorf("classifyProc(%q) = %q, want %q", cmd, got, want)
-		}
-	}
-	if envValue([]byte("A=1\x00HERALD_NODE_ID=ps-2\x00B=3\x00"), "HERALD_NODE_ID") != "ps-2" {
-		t.Error("envValue")
+func TestStackProcs(t *testing.T) {
+	got := stackProcs(map[string]int{"ps-2": 30, "push-route": 20, "ps-1": 10, "stopped": 0})
+	want := []watchedProc{{Name: "ps-1", PID: 10}, {Name: "ps-2", PID: 30}, {Name: "push-route", PID: 20}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("stackProcs = %+v, want %+v", got, want)
 	}
 }
 

@@ -29,6 +29,9 @@ type stack struct {
 	InternalSecret string `json:"internal_secret"`
 	RedisAddr      string `json:"redis_addr"`
 	PushServers    []node `json:"push_servers"`
+	// PIDs is every process of the stack by name (tools/stack writes it), whose CPU the load modes
+	// add up per delivered message.
+	PIDs map[string]int `json:"pids"`
 }
 
 // runtimeGauges are the Go runtime figures read from a node's /metrics beside its stats: where the

@@ -49,6 +49,9 @@ type Stack struct {
 	ZooKeeper      string       `json:"zookeeper"`
 	MySQLDSN       string       `json:"mysql_dsn"`
 	KafkaBrokers   []string     `json:"kafka_brokers"`
+	// PIDs names every process of the stack (services, servers, and "stack" itself, which holds the
+	// Kafka-protocol broker), so tools can add up what the whole stack spends.
+	PIDs map[string]int `json:"pids"`
 }
 
 // PushServer is one push-server node of the stack.
@@ -123,6 +126,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	stack.PIDs = procs.pids()
+	stack.PIDs["stack"] = os.Getpid()
+	stack.PIDs["redis-server"] = infra.redis.PID()
+	stack.PIDs["mariadbd"] = infra.mysql.PID()
+	stack.PIDs["zookeeper"] = infra.zk.PID()
 	if err := writeStack(filepath.Join(o.dir, "stack.json"), stack); err != nil {
 		return err
 	}

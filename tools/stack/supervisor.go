@@ -29,6 +29,19 @@ type supervisor struct {
 	procs []*child
 }
 
+// pids returns every running child's process id by name.
+func (s *supervisor) pids() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.procs))
+	for _, c := range s.procs {
+		if c.cmd.Process != nil {
+			out[c.name] = c.cmd.Process.Pid
+		}
+	}
+	return out
+}
+
 type child struct {
 	name     string
 	cmd      *exec.Cmd

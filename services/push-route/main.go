@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,6 +51,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	logger = logger.With("service", "push-route")
+	// Its heap is a few MiB of requests in flight and caches: GC work, not memory, is what a lower
+	// target would cost (BENCHMARKS.md). GOGC in the environment still wins.
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
 
 	db, err := mysqldb.Open(ctx, cfg.MySQLDSN)
 	if err != nil {

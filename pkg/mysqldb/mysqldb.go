@@ -14,8 +14,17 @@ import (
 	"github.com/pressly/goose/v3"
 )
 
+// IOTimeout bounds each read and write on a MySQL connection, and the dial, unless the DSN says
+// otherwise (timeout, readTimeout, writeTimeout).
+const IOTimeout = 5 * time.Second
+
 // Open connects to the database named by dsn (go-sql-driver/mysql form). Times are parsed into
 // time.Time in UTC whatever the DSN says, because every table stores UTC.
+//
+// Every read and write on a MySQL connection has a deadline (the DSN's readTimeout and writeTimeout,
+// IOTimeout when it sets none), so a frozen or unreachable server costs a caller at most that long and
+// then an error, which the services answer as 503 unavailable, never a hang. No Herald query runs
+// for long; the migration lock, which may wait longer, is asked for in short steps.
 func Open(ctx context.Context, dsn string) (*sql.DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -28,7 +37,13 @@ func Open(ctx context.Context, dsn string) (*sql.DB, error) {
 	}
 	cfg.Params["time_zone"] = "'+00:00'"
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 5 * time.Second
+		cfg.Timeout = IOTimeout
+	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = IOTimeout
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = IOTimeout
 	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
@@ -55,9 +70,15 @@ func Migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer conn.Close()
+	// In steps of 2 s, each well under the read timeout, for up to a minute.
 	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('herald_migrate', 60)").Scan(&got); err != nil {
-		return fmt.Errorf("migrate: take lock: %w", err)
+	for range 30 {
+		if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('herald_migrate', 2)").Scan(&got); err != nil {
+			return fmt.Errorf("migrate: take lock: %w", err)
+		}
+		if got.Int64 == 1 {
+			break
+		}
 	}
 	if got.Int64 != 1 {
 		return fmt.Errorf("migrate: another migration held the lock for 60s")

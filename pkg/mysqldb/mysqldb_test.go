@@ -5,7 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/heraldpush/herald/pkg/testenv"
 )
@@ -58,4 +60,42 @@ func TestOpenFailsClearly(t *testing.T) {
 	if _, err := Open(context.Background(), "root@tcp(127.0.0.1:1)/herald?timeout=1s"); err == nil {
 		t.Fatal("unreachable server accepted")
 	}
+}
+
+// TestFrozenServerFailsFast freezes MariaDB (SIGSTOP, as a stalled disk or a paused VM would): a query
+// with no deadline of its own must fail within the I/O timeout, not hang, and the pool must work again
+// once the server resumes.
+func TestFrozenServerFailsFast(t *testing.T) {
+	ctx := context.Background()
+	m := testenv.NewMySQL(t)
+	db, err := Open(ctx, m.DSN+"&readTimeout=1s&writeTimeout=1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pid := m.PID()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	start := time.Now()
+	var one int
+	err = db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	if err == nil {
+		t.Fatal("a query to a frozen server succeeded")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the query failed only after %v", took)
+	}
+	resume()
+	testenv.Eventually(t, "queries work again", func() error {
+		return db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	})
 }

@@ -33,6 +33,8 @@ type Config struct {
 	LookupInFlight   int
 	KeyCacheTTL      time.Duration
 	IdempotencyTTL   time.Duration
+	RedeliverWindow  time.Duration
+	RedeliverQueue   int
 	GCPercent        int
 	LogLevel         string
 	ShutdownTimeout  time.Duration
@@ -61,11 +63,16 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.LookupInFlight, "lookup-inflight", 1, "route lookup pipelines in flight to Redis; lookups arriving meanwhile go together in the next one")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", 10*time.Second, "how long a verified API key is trusted without asking MySQL (a revoked key works this long)")
 	fs.DurationVar(&c.IdempotencyTTL, "idempotency-window", 24*time.Hour, "how long a caller id of a message without ttl is remembered")
+	fs.DurationVar(&c.RedeliverWindow, "redeliver-window", 30*time.Second, "how long a stored message that missed a connected user (Redis or the node failed) keeps being redelivered once routes can be read again")
+	fs.IntVar(&c.RedeliverQueue, "redeliver-queue", 100000, "stored messages waiting for redelivery at most; beyond it they wait for their users' next connect")
 	fs.IntVar(&c.GCPercent, "gc-percent", 400, "Go GC target percentage (GOGC); push-route holds little, so a higher target trades a few MiB for less GC CPU per push; the GOGC variable overrides it")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return Config{}, err
+	}
+	if c.RedeliverQueue < 1 || c.RedeliverWindow <= 0 {
+		return Config{}, fmt.Errorf("-redeliver-queue and -redeliver-window must be positive")
 	}
 	if c.NodeInFlight < 1 || c.NodeQueue < 1 || c.LookupQueue < 1 || c.BatchMaxUIDs < 1 || c.LookupInFlight < 1 || c.BatchMaxBytes < 1 {
 		return Config{}, fmt.Errorf("-node-inflight, -node-queue, -lookup-queue, -batch-max-uids, -batch-max-bytes and -lookup-inflight must be at least 1")

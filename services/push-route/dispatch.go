@@ -88,41 +88,44 @@ func (d *dispatcher) run(ctx context.Context) {
 	wg.Wait()
 }
 
-// deliver writes m to every connection of uids and returns how many connections each uid got. It
-// fails only when the routes could not be read; a node that fails costs its own users the delivery.
-func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message, uids []string) (map[string]int, error) {
+// deliver writes m to every connection of uids and returns how many connections each uid got, and the
+// uids whose node failed (slow, down, or overloaded), who may have missed a connection. It fails only
+// when the routes could not be read.
+func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message, uids []string) (delivered map[string]int, failed []string, err error) {
 	found, err := d.lookups.lookup(ctx, uids)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	shares, dead := groupByNode(found, d.nodes.resolve)
+	shares, dead, unsure := groupByNode(found, d.nodes.resolve)
 	for _, s := range dead {
 		d.stale.add(s)
 		d.nodes.sweep(s.node)
 	}
-	delivered := make(map[string]int, len(uids))
+	failed = unsure
+	delivered = make(map[string]int, len(uids))
 	var mu sync.Mutex
 	send := func(s *nodeShare) {
 		counts, err := d.deliverTo(ctx, traceID, m, s)
+		mu.Lock()
+		defer mu.Unlock()
 		if err != nil {
+			failed = append(failed, s.uids...)
 			return
 		}
-		mu.Lock()
 		for uid, n := range counts {
 			delivered[uid] += n
 		}
-		mu.Unlock()
 	}
 	if len(shares) == 1 {
 		send(shares[0]) // most pushes name users of one node: no goroutine to start and wait for
-		return delivered, nil
+		return delivered, failed, nil
 	}
 	var wg sync.WaitGroup
 	for _, s := range shares {
 		wg.Go(func() { send(s) })
 	}
 	wg.Wait()
-	return delivered, nil
+	return delivered, failed, nil
 }
 
 // deliverTo hands m to one node for its share of the users, and queues the removal of the routes the
@@ -176,8 +179,9 @@ type nodeShare struct {
 }
 
 // groupByNode splits found routes by node. Routes of dead nodes come back for removal; routes of nodes
-// that cannot be resolved now are skipped (not delivered this time, but kept).
-func groupByNode(found map[string][]routes.Route, resolve func(string) (discovery.Node, nodeState)) (shares []*nodeShare, dead []staleRoute) {
+// that cannot be resolved now are skipped (not delivered this time, but kept) and their uids come back
+// as unsure.
+func groupByNode(found map[string][]routes.Route, resolve func(string) (discovery.Node, nodeState)) (shares []*nodeShare, dead []staleRoute, unsure []string) {
 	byNode := map[string]*nodeShare{}
 	notLive := map[string]nodeState{} // resolved once per push, not once per route
 	for uid, rs := range found {
@@ -195,8 +199,11 @@ func groupByNode(found map[string][]routes.Route, resolve func(string) (discover
 						notLive[r.Node] = state
 					}
 				}
-				if state == nodeDead {
+				switch state {
+				case nodeDead:
 					dead = append(dead, staleRoute{uid: uid, node: r.Node, connIDs: []string{r.ConnID}})
+				case nodeUnknown:
+					unsure = append(unsure, uid)
 				}
 				if s == nil {
 					continue
@@ -208,7 +215,7 @@ func groupByNode(found map[string][]routes.Route, resolve func(string) (discover
 			s.conns[uid] = append(s.conns[uid], r.ConnID)
 		}
 	}
-	return shares, dead
+	return shares, dead, unsure
 }
 
 // disowned returns the conn ids of routes that the node's answer does not list.

@@ -171,9 +171,11 @@ func TestDeliverGroupsByNodeAndCounts(t *testing.T) {
 	d := newTestDispatcher(t, dir, nodes, api)
 	msg := wire.Message{ID: "m1", Data: json.RawMessage(`1`), TS: 1}
 
-	got, err := d.deliver(context.Background(), "trace-1", msg, []string{"u1", "u2", "u3", "u4", "u5"})
-	if err != nil {
-		t.Fatal(err)
+	got, failed, err := d.deliver(context.Background(), "trace-1", msg, []string{"u1", "u2", "u3", "u4", "u5"})
+	// u4's node cannot be resolved now: not delivered, and reported as failed so a stored message
+	// is tried again.
+	if err != nil || !slices.Equal(failed, []string{"u4"}) {
+		t.Fatalf("deliver: failed %v, err %v; want u4 failed", failed, err)
 	}
 	want := map[string]int{"u1": 2, "u2": 1}
 	for uid, n := range want {
@@ -228,12 +230,12 @@ func TestDeliverFailingNodeCostsOnlyItsUsers(t *testing.T) {
 		"http://a": {"u1": {"a:1"}},
 	}}
 	d := newTestDispatcher(t, dir, &fakeNodes{live_: map[string]discovery.Node{"a": a, "b": b}}, api)
-	got, err := d.deliver(context.Background(), "", wire.Message{ID: "m", Data: json.RawMessage(`1`)}, []string{"u1", "u2"})
+	got, failed, err := d.deliver(context.Background(), "", wire.Message{ID: "m", Data: json.RawMessage(`1`)}, []string{"u1", "u2"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["u1"] != 1 || got["u2"] != 0 {
-		t.Fatalf("delivered %v, want u1 1 and u2 0", got)
+	if got["u1"] != 1 || got["u2"] != 0 || !slices.Equal(failed, []string{"u2"}) {
+		t.Fatalf("delivered %v, failed %v; want u1 1, u2 0 and failed", got, failed)
 	}
 	time.Sleep(50 * time.Millisecond)
 	if r := dir.removals(); len(r) != 0 {
@@ -244,7 +246,7 @@ func TestDeliverFailingNodeCostsOnlyItsUsers(t *testing.T) {
 func TestDeliverFailsWhenRoutesCannotBeRead(t *testing.T) {
 	dir := &fakeDirectory{err: errors.New("redis down")}
 	d := newTestDispatcher(t, dir, &fakeNodes{}, &fakeNodeAPI{got: map[string][]wire.DeliverItem{}})
-	if _, err := d.deliver(context.Background(), "", wire.Message{ID: "m", Data: json.RawMessage(`1`)}, []string{"u1"}); err == nil {
+	if _, _, err := d.deliver(context.Background(), "", wire.Message{ID: "m", Data: json.RawMessage(`1`)}, []string{"u1"}); err == nil {
 		t.Fatal("deliver succeeded without routes")
 	}
 }

@@ -112,6 +112,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	bg.Go(func() { disp.run(bgCtx) })
 	marker := newMarker(routeStore, logger, m)
 	bg.Go(func() { marker.run(bgCtx) })
+	redeliver := newRedeliverer(disp.deliver, cfg.RedeliverWindow, cfg.RedeliverQueue, logger, m)
+	bg.Go(func() { redeliver.run(bgCtx, time.Second) })
+	m.registerWaiting(reg, redeliver.waiting)
 	bg.Go(func() { expireLoop(bgCtx, store, logger) })
 
 	deps := serverDeps{
@@ -120,6 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		nodes:      nodes,
 		marks:      routeStore,
 		marker:     marker,
+		redeliver:  redeliver,
 		inbox:      store,
 		keys:       newKeyCache(apikey.NewStore(db), cfg.KeyCacheTTL),
 		metrics:    m,

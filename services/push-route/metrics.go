@@ -19,6 +19,7 @@ type metrics struct {
 	deliverBatch prometheus.Histogram
 	lookupBatch  prometheus.Histogram
 	marksDropped prometheus.Counter
+	redeliveries *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,7 +37,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		deliverBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_push_deliver_batch_pushes", Help: "Pushes carried by one deliver-batch call to a push-server.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 		lookupBatch:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "herald_push_lookup_batch_pushes", Help: "Pushes whose routes one Redis pipeline read.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 		marksDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_pending_marks_dropped_total", Help: "Pending markers Redis refused and that did not fit the retry set."}),
+		redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_push_redeliveries_total",
+			Help: "Stored messages that missed a connected user, by outcome per user: delivered (a later try reached a device), given_up (no device within -redeliver-window, or the ttl ended: the next connect replays it), dropped (the queue was full).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.marksDropped, m.pushes, m.broadcasts, m.deliveries, m.acks, m.nodeErrors, m.staleRemoved, m.staleDropped, m.swept, m.liveNodes, m.deliverBatch, m.lookupBatch)
+	reg.MustRegister(m.marksDropped, m.redeliveries, m.pushes, m.broadcasts, m.deliveries, m.acks, m.nodeErrors, m.staleRemoved, m.staleDropped, m.swept, m.liveNodes, m.deliverBatch, m.lookupBatch)
 	return m
+}
+
+// registerWaiting adds the gauge of stored messages waiting for redelivery.
+func (m *metrics) registerWaiting(reg prometheus.Registerer, waiting func() int) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "herald_push_redeliveries_waiting", Help: "Stored messages waiting to be redelivered to users they missed.",
+	}, func() float64 { return float64(waiting()) }))
 }

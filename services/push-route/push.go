@@ -69,7 +69,7 @@ func (l limits) checkData(data json.RawMessage) error {
 	return nil
 }
 
-func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store, marks *marker, m *metrics) http.Handler {
+func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store, marks *marker, redo *redeliverer, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		trace := traceID(ctx)
@@ -109,11 +109,11 @@ func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store
 			}
 		}
 
-		delivered, err := d.deliver(ctx, trace, msg, uids)
+		delivered, failed, err := d.deliver(ctx, trace, msg, uids)
 		if err != nil {
 			why := "route directory unavailable, retry later"
 			if errors.Is(err, coalesce.ErrFull) || errors.Is(err, coalesce.ErrExpired) {
-				// More lookups waiting than -node-queue: load, not a Redis failure.
+				// More lookups waiting than -lookup-queue: load, not a Redis failure.
 				why = "push-route is overloaded, retry later"
 				logger.Warn("route lookup queue full", "id", msg.ID, "err", err, "trace_id", trace)
 			} else {
@@ -123,8 +123,12 @@ func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store
 				httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnavailable, "%s", why))
 				return
 			}
-			// The message is stored; devices get it when they next connect.
-			delivered = map[string]int{}
+			// The message is stored: connected devices get it once the routes can be read again,
+			// the others when they next connect.
+			delivered, failed = map[string]int{}, uids
+		}
+		if ttl > 0 {
+			redo.add(msg, failed, trace, ttl)
 		}
 		resp := wire.PushResponse{ID: msg.ID, Results: make([]wire.PushResult, len(uids))}
 		total := 0

@@ -24,6 +24,7 @@ type serverDeps struct {
 	nodes      nodeResolver
 	marks      pendingMarks
 	marker     *marker
+	redeliver  *redeliverer
 	inbox      *inbox.Store
 	keys       *keyCache
 	metrics    *metrics
@@ -37,7 +38,7 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 		return d.metrics.http.Wrap(logger, route, withTrace(requireKey(d.keys, h)))
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST "+wire.PathPush, api("push", handlePush(logger, l, d.dispatcher, d.inbox, d.marker, d.metrics)))
+	mux.Handle("POST "+wire.PathPush, api("push", handlePush(logger, l, d.dispatcher, d.inbox, d.marker, d.redeliver, d.metrics)))
 	mux.Handle("POST "+wire.PathPushBroadcast, api("broadcast", handleBroadcast(logger, l, d.dispatcher, d.metrics)))
 	mux.Handle("GET /v1/users/{uid}/connections", api("connections", handleConnections(logger, d.routes, d.nodes)))
 	mux.Handle("GET /healthz", health.Healthz())

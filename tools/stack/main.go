@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -66,6 +67,8 @@ type options struct {
 	bin      string
 	logLevel string
 	basePort int
+	// restartDelay is how long a service that died waits before it is started again (0: never).
+	restartDelay time.Duration
 }
 
 // addr is the loopback address of the service port at offset from the base port. Public listeners
@@ -89,6 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&o.dir, "dir", ".herald", "where the stack keeps its state, keys, logs and stack.json")
 	fs.StringVar(&o.bin, "bin", ".herald/bin", "directory holding the service binaries")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level of the services")
+	fs.DurationVar(&o.restartDelay, "restart-delay", 2*time.Second, "restart a service that died after this long (0: report it and leave it down)")
 	fs.IntVar(&o.basePort, "base-port", 8080, "first public port of the services (internal ports are 1000 above)")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
@@ -120,29 +124,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	procs := newSupervisor(logger, o.bin, filepath.Join(o.dir, "logs"), stdout)
+	stackFile := filepath.Join(o.dir, "stack.json")
+	var stack Stack
+	var stackMu sync.Mutex // guards stack until it is set; a restart rewrites stack.json's pids
+	var procs *supervisor
+	writePIDs := func() error {
+		stackMu.Lock()
+		defer stackMu.Unlock()
+		s := stack
+		s.PIDs = procs.pids()
+		s.PIDs["stack"] = os.Getpid()
+		s.PIDs["redis-server"] = infra.redis.PID()
+		s.PIDs["mariadbd"] = infra.mysql.PID()
+		s.PIDs["zookeeper"] = infra.zk.PID()
+		return writeStack(stackFile, s)
+	}
+	procs = newSupervisor(logger, o.bin, filepath.Join(o.dir, "logs"), stdout, o.restartDelay, func() {
+		if err := writePIDs(); err != nil {
+			logger.Error("rewrite stack.json", "err", err)
+		}
+	})
 	defer procs.stopAll(15 * time.Second)
-	stack, err := startServices(ctx, procs, infra, creds, o)
+	started, err := startServices(ctx, procs, infra, creds, o)
 	if err != nil {
 		return err
 	}
-	stack.PIDs = procs.pids()
-	stack.PIDs["stack"] = os.Getpid()
-	stack.PIDs["redis-server"] = infra.redis.PID()
-	stack.PIDs["mariadbd"] = infra.mysql.PID()
-	stack.PIDs["zookeeper"] = infra.zk.PID()
-	if err := writeStack(filepath.Join(o.dir, "stack.json"), stack); err != nil {
+	stackMu.Lock()
+	stack = started
+	stackMu.Unlock()
+	if err := writePIDs(); err != nil {
 		return err
 	}
-	printStack(stdout, stack, filepath.Join(o.dir, "stack.json"))
+	procs.running()
+	printStack(stdout, stack, stackFile)
 
-	select {
-	case <-ctx.Done():
-		logger.Info("stopping the stack")
-		return nil
-	case err := <-procs.exited:
-		return fmt.Errorf("a service exited, stopping the stack: %w", err)
-	}
+	<-ctx.Done()
+	logger.Info("stopping the stack")
+	return nil
 }
 
 type infra struct {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,6 +147,33 @@ func TestStack(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the device got no push")
+	}
+	// kill -9 of a service: the stack reports it, keeps running, starts it again and names the new
+	// process in stack.json.
+	old := st.PIDs["push-route"]
+	if old == 0 || st.PIDs["redis-server"] == 0 || st.PIDs["stack"] == 0 {
+		t.Fatalf("stack.json pids %v lack a process", st.PIDs)
+	}
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var now Stack
+		if b, err := os.ReadFile(filepath.Join(dir, "stack.json")); err == nil && json.Unmarshal(b, &now) == nil {
+			if pid := now.PIDs["push-route"]; pid != 0 && pid != old {
+				if status, _ := post(t, st.PushAPIURL+"/v1/push", "Bearer "+st.APIKey, map[string]any{"uids": []string{"user-42"}, "data": 1}); status == http.StatusOK {
+					break
+				}
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the stack stopped when push-route died: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("push-route not back within 30s of kill -9")
+		}
 	}
 	check("demo login", "/v1/login", "", map[string]string{"uid": st.DemoUID, "password": st.DemoPassword, "device": "laptop"}, st.DemoUID)
 

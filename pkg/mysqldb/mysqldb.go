@@ -5,8 +5,10 @@ package mysqldb
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -18,14 +20,15 @@ import (
 // otherwise (timeout, readTimeout, writeTimeout).
 const IOTimeout = 5 * time.Second
 
-// Open connects to the database named by dsn (go-sql-driver/mysql form). Times are parsed into
+// connect makes the pool for the database named by dsn (go-sql-driver/mysql form), without connecting
+// yet. Times are parsed into
 // time.Time in UTC whatever the DSN says, because every table stores UTC.
 //
 // Every read and write on a MySQL connection has a deadline (the DSN's readTimeout and writeTimeout,
 // IOTimeout when it sets none), so a frozen or unreachable server costs a caller at most that long and
 // then an error, which the services answer as 503 unavailable, never a hang. No Herald query runs
 // for long; the migration lock, which may wait longer, is asked for in short steps.
-func Open(ctx context.Context, dsn string) (*sql.DB, error) {
+func connect(dsn string) (*sql.DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mysql dsn: %w", err)
@@ -53,6 +56,15 @@ func Open(ctx context.Context, dsn string) (*sql.DB, error) {
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(16)
 	db.SetConnMaxLifetime(5 * time.Minute)
+	return db, nil
+}
+
+// Open connects to the database named by dsn (see connect) and checks that it answers.
+func Open(ctx context.Context, dsn string) (*sql.DB, error) {
+	db, err := connect(dsn)
+	if err != nil {
+		return nil, err
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
@@ -60,6 +72,50 @@ func Open(ctx context.Context, dsn string) (*sql.DB, error) {
 		return nil, fmt.Errorf("mysql ping: %w", err)
 	}
 	return db, nil
+}
+
+// Start is Open and Migrate for a service that must come up while MySQL is down: it returns the pool
+// at once (an error only for a malformed DSN) and migrates in the background, trying again every
+// second until it succeeds or ctx ends. ready is the service's readiness probe for MySQL: an error
+// until the schema is up to date, then whether the server answers. Calls made before then fail as
+// MySQL being down does (the services answer 503).
+func Start(ctx context.Context, dsn string, logger *slog.Logger) (db *sql.DB, ready func(context.Context) error, err error) {
+	db, err = connect(dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	var state struct {
+		sync.Mutex
+		err error // nil once migrated
+	}
+	state.err = errors.New("schema not migrated yet")
+	go func() {
+		for {
+			err := Migrate(ctx, db, logger)
+			state.Lock()
+			state.err = err
+			state.Unlock()
+			if err == nil {
+				return
+			}
+			logger.Warn("mysql not ready; trying again in 1s", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	ready = func(ctx context.Context) error {
+		state.Lock()
+		err := state.err
+		state.Unlock()
+		if err != nil {
+			return err
+		}
+		return db.PingContext(ctx)
+	}
+	return db, ready, nil
 }
 
 // Migrate applies every pending migration. Several services may start at once against one database,

@@ -48,14 +48,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	signer := token.NewSigner(priv, cfg.TokenTTL)
 
-	db, err := mysqldb.Open(ctx, cfg.MySQLDSN)
+	// Up without MySQL: /readyz says so and logins answer 503 until it answers and is migrated.
+	db, mysqlReady, err := mysqldb.Start(ctx, cfg.MySQLDSN, logger)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := mysqldb.Migrate(ctx, db, logger); err != nil {
-		return err
-	}
 	accounts, err := account.NewStore(db, cfg.BcryptCost)
 	if err != nil {
 		return err
@@ -78,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		keys:     apikey.NewStore(db),
 		signer:   signer,
 		nodes:    nodes,
-		ready:    readyChecks(db, zk),
+		ready:    readyChecks(mysqlReady, zk),
 		metrics:  metrics,
 	}
 	return service.Serve(ctx, logger, cfg.ShutdownTimeout,

@@ -54,7 +54,8 @@ type servers struct {
 	zk    *testenv.ZooKeeper
 }
 
-func startAuth(t *testing.T, s servers, extraEnv map[string]string) *authServer {
+// launchAuth runs auth in the test process until the test ends, and waits until it answers /healthz.
+func launchAuth(t *testing.T, s servers, extraEnv map[string]string) *authServer {
 	t.Helper()
 	if s.mysql == nil {
 		s.mysql = sharedMySQL
@@ -105,12 +106,24 @@ func startAuth(t *testing.T, s servers, extraEnv map[string]string) *authServer 
 		}
 	})
 	waitHTTP(t, a.internalURL+"/healthz", done)
+	return a
+}
 
+func startAuth(t *testing.T, s servers, extraEnv map[string]string) *authServer {
+	t.Helper()
+	a := launchAuth(t, s, extraEnv)
+	if s.mysql == nil {
+		s.mysql = sharedMySQL
+	}
 	db, err := mysqldb.Open(context.Background(), s.mysql.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	// auth migrates in the background; the tests' own stores need the tables now.
+	if err := mysqldb.Migrate(context.Background(), db, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
 	a.db = db
 	if a.accounts, err = account.NewStore(db, bcrypt.MinCost); err != nil {
 		t.Fatal(err)

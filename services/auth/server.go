@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"log/slog"
 	"net/http"
 	"time"
@@ -42,9 +41,9 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 	return mux
 }
 
-func readyChecks(db *sql.DB, zk *discovery.Client) []health.Check {
+func readyChecks(mysql func(context.Context) error, zk *discovery.Client) []health.Check {
 	return []health.Check{
-		{Name: "mysql", Probe: func(ctx context.Context) error { return db.PingContext(ctx) }},
+		{Name: "mysql", Probe: mysql},
 		{Name: "zookeeper", Probe: zk.Check},
 	}
 }

@@ -57,14 +57,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		debug.SetGCPercent(cfg.GCPercent)
 	}
 
-	db, err := mysqldb.Open(ctx, cfg.MySQLDSN)
+	// Up without MySQL: /readyz says so, stored pushes answer 503, until it answers and is migrated.
+	db, mysqlReady, err := mysqldb.Start(ctx, cfg.MySQLDSN, logger)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := mysqldb.Migrate(ctx, db, logger); err != nil {
-		return err
-	}
 	store := inbox.NewStore(db)
 	store.IdempotencyWindow = cfg.IdempotencyTTL
 
@@ -127,7 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		inbox:      store,
 		keys:       newKeyCache(apikey.NewStore(db), cfg.KeyCacheTTL),
 		metrics:    m,
-		ready:      readyChecks(db, routeStore, zk.Check),
+		ready:      readyChecks(mysqlReady, routeStore, zk.Check),
 	}
 	return service.Serve(ctx, logger, cfg.ShutdownTimeout,
 		service.Listener{Name: "public", Addr: cfg.ListenAddr, Handler: NewServer(logger, cfg, deps)},

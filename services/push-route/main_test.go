@@ -111,6 +111,10 @@ func setup() error {
 		return err
 	}
 	defer db.Close()
+	// push-route migrates in the background; the key table must exist first.
+	if err := mysqldb.Migrate(context.Background(), db, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		return err
+	}
 	if apiKey, _, err = apikey.NewStore(db).Create(context.Background(), "push-route test"); err != nil {
 		return err
 	}

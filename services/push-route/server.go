@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"log/slog"
 	"net/http"
 	"time"
@@ -60,9 +59,9 @@ func newInternalServer(logger *slog.Logger, cfg Config, d serverDeps, reg *prome
 	return mux
 }
 
-func readyChecks(db *sql.DB, store *routes.Store, zk func(context.Context) error) []health.Check {
+func readyChecks(mysql func(context.Context) error, store *routes.Store, zk func(context.Context) error) []health.Check {
 	return []health.Check{
-		{Name: "mysql", Probe: func(ctx context.Context) error { return db.PingContext(ctx) }},
+		{Name: "mysql", Probe: mysql},
 		{Name: "redis", Probe: store.Ping},
 		{Name: "zookeeper", Probe: zk},
 	}

@@ -27,27 +27,31 @@ type APIError = apiclient.Error
 
 // Login signs in with a password: POST {authURL}/v1/login.
 func Login(ctx context.Context, authURL, uid, password, device string) (Session, error) {
-	return login(ctx, http.DefaultClient, authURL, uid, password, device)
+	return login(ctx, http.DefaultClient, authURL, uid, password, device, "")
 }
 
 // MintToken gets a token for a user that a business backend has authenticated itself: POST
 // {authURL}/v1/tokens with the backend's API key.
 func MintToken(ctx context.Context, authURL, apiKey, uid, device string) (Session, error) {
-	return mintToken(ctx, http.DefaultClient, authURL, apiKey, uid, device)
+	return mintToken(ctx, http.DefaultClient, authURL, apiKey, uid, device, "")
 }
 
 // MintTokenWith is MintToken through hc, for callers that mint many tokens over their own pool of
 // kept-alive connections.
 func MintTokenWith(ctx context.Context, hc *http.Client, authURL, apiKey, uid, device string) (Session, error) {
-	return mintToken(ctx, hc, authURL, apiKey, uid, device)
+	return mintToken(ctx, hc, authURL, apiKey, uid, device, "")
 }
 
-func login(ctx context.Context, hc *http.Client, authURL, uid, password, device string) (Session, error) {
+// failedNode names, in a login or token request, the push-server that just refused or dropped the
+// client: auth then picks another for this request, without waiting for the dead node's ZooKeeper
+// session to expire.
+func login(ctx context.Context, hc *http.Client, authURL, uid, password, device, failedNode string) (Session, error) {
 	body := struct {
-		UID      string `json:"uid"`
-		Password string `json:"password"`
-		Device   string `json:"device"`
-	}{uid, password, device}
+		UID        string `json:"uid"`
+		Password   string `json:"password"`
+		Device     string `json:"device"`
+		FailedNode string `json:"failed_node,omitempty"`
+	}{uid, password, device, failedNode}
 	s, err := postSession(ctx, hc, endpoint(authURL, "/v1/login"), "", body)
 	if err != nil {
 		return Session{}, fmt.Errorf("login: %w", err)
@@ -55,11 +59,12 @@ func login(ctx context.Context, hc *http.Client, authURL, uid, password, device 
 	return s, nil
 }
 
-func mintToken(ctx context.Context, hc *http.Client, authURL, apiKey, uid, device string) (Session, error) {
+func mintToken(ctx context.Context, hc *http.Client, authURL, apiKey, uid, device, failedNode string) (Session, error) {
 	body := struct {
-		UID    string `json:"uid"`
-		Device string `json:"device"`
-	}{uid, device}
+		UID        string `json:"uid"`
+		Device     string `json:"device"`
+		FailedNode string `json:"failed_node,omitempty"`
+	}{uid, device, failedNode}
 	s, err := postSession(ctx, hc, endpoint(authURL, "/v1/tokens"), apiKey, body)
 	if err != nil {
 		return Session{}, fmt.Errorf("mint token: %w", err)
@@ -73,12 +78,13 @@ func endpoint(base, path string) string {
 	return strings.TrimRight(base, "/") + path
 }
 
-// session gets a new session the way cfg says: password login, else API-key minting.
-func (cfg Config) session(ctx context.Context) (Session, error) {
+// session gets a new session the way cfg says: password login, else API-key minting. failedNode, when
+// set, is the push-server that just failed the client.
+func (cfg Config) session(ctx context.Context, failedNode string) (Session, error) {
 	if cfg.Password != "" {
-		return login(ctx, cfg.httpClient(), cfg.AuthURL, cfg.UID, cfg.Password, cfg.Device)
+		return login(ctx, cfg.httpClient(), cfg.AuthURL, cfg.UID, cfg.Password, cfg.Device, failedNode)
 	}
-	return mintToken(ctx, cfg.httpClient(), cfg.AuthURL, cfg.APIKey, cfg.UID, cfg.Device)
+	return mintToken(ctx, cfg.httpClient(), cfg.AuthURL, cfg.APIKey, cfg.UID, cfg.Device, failedNode)
 }
 
 // maxAuthBody bounds how much of an auth answer is read: a token response is well under 4 KiB, and a

@@ -144,6 +144,7 @@ func (c *Client) Run(ctx context.Context) error {
 	lo, hi := c.cfg.backoffBounds()
 	sess, haveSess := c.cfg.fixedSession()
 	failures := 0
+	failedNode := "" // the node the last dial could not reach, named at the next login
 	retry := func(extra time.Duration) bool {
 		failures++
 		wait := max(backoff(lo, hi, failures), extra)
@@ -151,7 +152,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	for ctx.Err() == nil {
 		if c.cfg.canLogin() && (!haveSess || expiresSoon(sess, time.Now())) {
-			s, err := c.login(ctx)
+			s, err := c.login(ctx, failedNode)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -170,7 +171,7 @@ func (c *Client) Run(ctx context.Context) error {
 				}
 				continue
 			}
-			sess, haveSess = s, true
+			sess, haveSess, failedNode = s, true, ""
 		}
 
 		conn, err := dial(ctx, c.cfg, sess, sinks{pushes: c.pushes, errs: c.errs, ups: c.ups})
@@ -184,6 +185,11 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			if c.cfg.canLogin() {
 				haveSess = false
+				if he == nil || he.Status == 0 {
+					// Unreachable, not refused by its answer: the node may be dead, and auth may not
+					// know yet. A node that answered (draining, full, a bad token) is not named.
+					failedNode = sess.ServerID
+				}
 			}
 			c.log.Warn("dial failed, retrying", "ws_url", sess.WSURL, "err", err)
 			if !retry(0) {
@@ -221,10 +227,10 @@ func (c *Client) Run(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) login(ctx context.Context) (Session, error) {
+func (c *Client) login(ctx context.Context, failedNode string) (Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.dialTimeout())
 	defer cancel()
-	return c.cfg.session(ctx)
+	return c.cfg.session(ctx, failedNode)
 }
 
 // movesOn reports whether the server told the client to go elsewhere.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,12 +118,16 @@ func TestClientLogsInAgain(t *testing.T) {
 		name   string
 		first  func(t *testing.T, good string) string // ws_url of the first login
 		tokens []string
+		failed string // the failed_node the second login names
 	}{
 		{
-			name:  "node unreachable",
-			first: func(t *testing.T, _ string) string { return deadURL(t) },
+			// auth may not know yet that the node is dead: the client tells it.
+			name:   "node unreachable",
+			first:  func(t *testing.T, _ string) string { return deadURL(t) },
+			failed: "n1",
 		},
 		{
+			// The node answered: it is alive, and not named.
 			name:   "token rejected",
 			first:  func(_ *testing.T, good string) string { return good },
 			tokens: []string{"stale"},
@@ -139,6 +144,12 @@ func TestClientLogsInAgain(t *testing.T) {
 			sc := s.accept()
 			if a.count() != 2 {
 				t.Fatalf("%d logins, want 2", a.count())
+			}
+			a.mu.Lock()
+			failed := slices.Clone(a.failed)
+			a.mu.Unlock()
+			if failed[0] != "" || failed[1] != tt.failed {
+				t.Fatalf("failed_node of the logins %q, want %q then %q", failed, "", tt.failed)
 			}
 			sc.welcome("n1")
 			recv(t, cl.Connected(), "connection")

@@ -143,7 +143,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	sess, ok := cfg.fixedSession()
 	if !ok {
 		var err error
-		if sess, err = cfg.session(ctx); err != nil {
+		if sess, err = cfg.session(ctx, ""); err != nil {
 			return nil, err
 		}
 	}

@@ -226,13 +226,17 @@ type authServer struct {
 	logins int
 	urls   []string
 	tokens []string
+	failed []string // each login's failed_node
 }
 
 func newAuthServer(t testing.TB, urls ...string) *authServer {
 	t.Helper()
 	a := &authServer{urls: urls}
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ UID, Password, Device string }
+		var req struct {
+			UID, Password, Device string
+			FailedNode            string `json:"failed_node"`
+		}
 		if r.URL.Path != "/v1/login" || json.NewDecoder(r.Body).Decode(&req) != nil || req.Password != "secret" {
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = io.WriteString(w, `{"error":{"code":"bad_credentials","message":"unknown uid or wrong password"}}`)
@@ -241,6 +245,7 @@ func newAuthServer(t testing.TB, urls ...string) *authServer {
 		a.mu.Lock()
 		n := a.logins
 		a.logins++
+		a.failed = append(a.failed, req.FailedNode)
 		url := a.urls[min(n, len(a.urls)-1)]
 		tok := "tok-" + req.UID
 		if n < len(a.tokens) {

@@ -123,6 +123,27 @@ func (r *Ring) Get(key string) (id string, ok bool) {
 	return r.ids[r.points[i]&ownerMask], true
 }
 
+// GetSkipping returns the member that owns key once skip is left out: the next member clockwise when
+// skip owns it, the owner otherwise. It is for a client that reports skip just failed it, so that it
+// lands on the node that would take its users if skip were gone, and nobody else moves. With skip the
+// only member, it returns skip.
+func (r *Ring) GetSkipping(key, skip string) (id string, ok bool) {
+	if r == nil || len(r.points) == 0 {
+		return "", false
+	}
+	i, _ := slices.BinarySearch(r.points, xxhash.Sum64String(key)&^ownerMask)
+	for range len(r.points) {
+		if i == len(r.points) {
+			i = 0
+		}
+		if id := r.ids[r.points[i]&ownerMask]; id != skip {
+			return id, true
+		}
+		i++
+	}
+	return skip, true
+}
+
 // Len returns the number of members.
 func (r *Ring) Len() int {
 	if r == nil {

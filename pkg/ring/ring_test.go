@@ -274,3 +274,31 @@ func BenchmarkNew(b *testing.B) {
 		})
 	}
 }
+
+// TestGetSkipping: leaving a member out for one lookup gives exactly what a ring without it would,
+// so a client that names a failed node lands where that node's users go when it is really gone.
+func TestGetSkipping(t *testing.T) {
+	all := members(5)
+	r := New(all)
+	for _, skip := range []int{0, 3} {
+		without := New(slices.Delete(slices.Clone(all), skip, skip+1))
+		for _, uid := range testUIDs()[:2000] {
+			got, ok := r.GetSkipping(uid, all[skip].ID)
+			want, _ := without.Get(uid)
+			if !ok || got != want {
+				t.Fatalf("GetSkipping(%s, %s) = %s, want %s", uid, all[skip].ID, got, want)
+			}
+			if owner, _ := r.Get(uid); owner != all[skip].ID {
+				if got != owner {
+					t.Fatalf("uid %s not owned by the skipped member moved from %s to %s", uid, owner, got)
+				}
+			}
+		}
+	}
+	if id, ok := New(all[:1]).GetSkipping("u", all[0].ID); !ok || id != all[0].ID {
+		t.Fatalf("a lone member skipped gave %q, %v; want the member itself", id, ok)
+	}
+	if _, ok := New(nil).GetSkipping("u", "x"); ok {
+		t.Fatal("an empty ring answered")
+	}
+}

@@ -18,11 +18,14 @@ type loginRequest struct {
 	UID      string `json:"uid"`
 	Password string `json:"password"`
 	Device   string `json:"device"`
+	// FailedNode is the push-server that just refused or dropped this client, to be avoided.
+	FailedNode string `json:"failed_node"`
 }
 
 type tokenRequest struct {
-	UID    string `json:"uid"`
-	Device string `json:"device"`
+	UID        string `json:"uid"`
+	Device     string `json:"device"`
+	FailedNode string `json:"failed_node"`
 }
 
 // tokenResponse is the answer of both /v1/login and /v1/tokens.
@@ -53,6 +56,10 @@ func handleLogin(logger *slog.Logger, maxBody int64, limits loginLimits, d serve
 			return
 		}
 		if err := checkIdentity(req.UID, req.Device); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		if err := checkFailedNode(req.FailedNode); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
@@ -90,7 +97,7 @@ func handleLogin(logger *slog.Logger, maxBody int64, limits loginLimits, d serve
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnavailable, "account store unavailable, retry later"))
 			return
 		}
-		resp, err := issue(r.Context(), d, req.UID, req.Device)
+		resp, err := issue(r.Context(), d, req.UID, req.Device, req.FailedNode)
 		if err != nil {
 			d.metrics.logins.WithLabelValues("no_push_server").Inc()
 			httpapi.WriteError(w, err)
@@ -128,7 +135,11 @@ func handleTokens(logger *slog.Logger, maxBody int64, d serverDeps) http.Handler
 			httpapi.WriteError(w, err)
 			return
 		}
-		resp, err := issue(r.Context(), d, req.UID, req.Device)
+		if err := checkFailedNode(req.FailedNode); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		resp, err := issue(r.Context(), d, req.UID, req.Device, req.FailedNode)
 		if err != nil {
 			httpapi.WriteError(w, err)
 			return
@@ -145,8 +156,8 @@ func handleNotFound() http.Handler {
 }
 
 // issue picks the uid's push-server and signs its token.
-func issue(ctx context.Context, d serverDeps, uid, device string) (tokenResponse, error) {
-	node, err := d.nodes.pick(ctx, uid)
+func issue(ctx context.Context, d serverDeps, uid, device, failedNode string) (tokenResponse, error) {
+	node, err := d.nodes.pick(ctx, uid, failedNode)
 	if err != nil {
 		return tokenResponse{}, err
 	}
@@ -155,6 +166,17 @@ func issue(ctx context.Context, d serverDeps, uid, device string) (tokenResponse
 		return tokenResponse{}, err
 	}
 	return tokenResponse{Token: tok, ExpiresAt: exp.UTC(), Server: serverInfo{ID: node.ID, WSURL: node.WSURL}}, nil
+}
+
+// checkFailedNode checks the optional failed_node of a login or token request.
+func checkFailedNode(id string) error {
+	if id == "" {
+		return nil
+	}
+	if err := ident.Check("failed_node", id); err != nil {
+		return httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err)
+	}
+	return nil
 }
 
 func checkIdentity(uid, device string) error {

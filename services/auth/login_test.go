@@ -250,3 +250,55 @@ func TestNoPushServer(t *testing.T) {
 		t.Fatalf("login with no node: %d %s, want 503 no_push_server", r.status, r.body)
 	}
 }
+
+// TestFailedNodeIsAvoided: a client that names the node that just failed it gets another one for that
+// request, while ZooKeeper still lists the failed node; others keep their node.
+func TestFailedNodeIsAvoided(t *testing.T) {
+	zk := testenv.NewZooKeeper(t)
+	a := startAuth(t, servers{zk: zk}, nil)
+	na, nb := node("ps-fail-a"), node("ps-fail-b")
+	registerNode(t, zk, na)
+	registerNode(t, zk, nb)
+	key, _, err := a.keys.Create(context.Background(), "failover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mint := func(failed string) (int, string) {
+		r := post(t, a.url+"/v1/tokens", "Bearer "+key, map[string]string{"uid": "carol", "device": "d", "failed_node": failed})
+		if r.status != http.StatusOK {
+			return r.status, r.errorCode()
+		}
+		return r.status, decode[tokenResponse](t, r).Server.ID
+	}
+	var owner string
+	eventually(t, "both nodes in the ring", func() error {
+		seen := map[string]bool{}
+		for _, uid := range []string{"u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"} {
+			r := post(t, a.url+"/v1/tokens", "Bearer "+key, map[string]string{"uid": uid, "device": "d"})
+			if r.status == http.StatusOK {
+				seen[decode[tokenResponse](t, r).Server.ID] = true
+			}
+		}
+		if len(seen) != 2 {
+			return fmt.Errorf("nodes handed out: %v", seen)
+		}
+		_, owner = mint("")
+		return nil
+	})
+	other := na.ID
+	if owner == na.ID {
+		other = nb.ID
+	}
+	if _, got := mint(owner); got != other {
+		t.Fatalf("with failed_node %s got %s, want %s", owner, got, other)
+	}
+	if _, got := mint(other); got != owner {
+		t.Fatalf("naming a node that is not carol's moved her to %s, want %s", got, owner)
+	}
+	if _, got := mint(""); got != owner {
+		t.Fatalf("without failed_node got %s, want %s again", got, owner)
+	}
+	if status, code := mint("bad|node"); status != http.StatusBadRequest || code != "invalid_request" {
+		t.Fatalf("a malformed failed_node: %d %s, want 400 invalid_request", status, code)
+	}
+}

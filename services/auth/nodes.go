@@ -44,9 +44,13 @@ func (p *nodePicker) update(nodes []discovery.Node) {
 	p.metrics.liveNodes.Set(float64(len(members)))
 }
 
-func (p *nodePicker) pick(ctx context.Context, uid string) (discovery.Node, error) {
+// pick returns uid's push-server. failed, when set, is the node the client says just failed it (a
+// refused or dropped connection): it is left out for this pick only, so a dead node's users find a
+// live one before ZooKeeper's session timeout removes it, and a node that was merely slow for one
+// client loses nobody else.
+func (p *nodePicker) pick(ctx context.Context, uid, failed string) (discovery.Node, error) {
 	p.mu.RLock()
-	id, ok := p.ring.Get(uid)
+	id, ok := p.ring.GetSkipping(uid, failed)
 	node := p.byID[id]
 	p.mu.RUnlock()
 	if ok {

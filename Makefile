@@ -6,7 +6,7 @@ ALL      := github.com/heraldpush/herald/...
 BIN      := .herald/bin
 SERVICES := admin auth push-route push-server
 
-.PHONY: run test deps build vet fmt-check
+.PHONY: run test deps build vet fmt-check fuzz
 
 run: deps build
 	$(GO) run ./tools/stack -bin $(BIN)
@@ -15,6 +15,12 @@ run: deps build
 test: deps fmt-check vet
 	@scripts/install-deps.sh chromium
 	$(GO) test -race -count=1 -timeout 15m $(ALL)
+	@scripts/fuzz.sh 3s
+
+# Every fuzz target for longer (FUZZTIME each).
+FUZZTIME ?= 60s
+fuzz: deps
+	@scripts/fuzz.sh $(FUZZTIME)
 
 deps:
 	@scripts/install-deps.sh

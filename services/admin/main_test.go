@@ -107,7 +107,8 @@ func setup() error {
 	}); err != nil {
 		return err
 	}
-	if err := testenv.WaitHTTP(routeIntURL+"/healthz", 30*time.Second); err != nil {
+	// Ready, not only up: push-route migrates the schema once MySQL answers, and the key needs it.
+	if err := testenv.WaitHTTP(routeIntURL+"/readyz", 30*time.Second); err != nil {
 		return err
 	}
 	if consoleKey, _, err = apikey.NewStore(testDB).Create(context.Background(), "admin console"); err != nil {

@@ -292,8 +292,13 @@ func (e *Engine) frame(c *Conn, h header, payload []byte) bool {
 			code, reason = int(binary.BigEndian.Uint16(payload)), string(payload[2:])
 		}
 		reply := code
-		if reply == closeNoStatus {
+		switch {
+		case len(payload) == 0:
 			reply = closeNormal
+		case len(payload) == 1 || !validCloseCode(code) || !utf8.ValidString(reason):
+			// RFC 6455 7.4: a code no endpoint may send, or a reason that is not UTF-8, is a
+			// protocol error; it is not echoed back.
+			code, reason, reply = closeProtocol, "invalid close frame", closeProtocol
 		}
 		c.mu.Lock()
 		if c.state == stateOpen {
@@ -367,4 +372,16 @@ func (e *Engine) release(c *Conn) {
 	e.pollers[c.fd%len(e.pollers)].Remove(c.fd)
 	unix.Close(c.fd)
 	e.handler.OnClose(c, code, reason)
+}
+
+// validCloseCode reports whether a peer may send code in a close frame (RFC 6455 7.4.1 and the IANA
+// registry): 1000–1003, 1007–1014, and the 3000–4999 range for libraries and applications.
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
 }

@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	reg := service.NewRegistry()
 	metrics := newMetrics(reg)
 
-	nodes := newNodePicker(metrics, zk.Check)
+	nodes := newNodePicker(metrics, zk.Check, cfg.ZKSessionTimeout)
 	go zk.Watch(ctx, nodes.update)
 
 	deps := serverDeps{

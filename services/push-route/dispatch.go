@@ -97,11 +97,13 @@ func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message
 		return nil, nil, err
 	}
 	shares, dead, unsure := groupByNode(found, d.nodes.resolve)
-	for _, s := range dead {
-		d.stale.add(s)
-		d.nodes.sweep(s.node)
-	}
 	failed = unsure
+	for _, s := range dead {
+		// Swept as a whole once the node stays gone (nodeDirectory.sweep); meanwhile its users count
+		// as failed, so a stored message is tried again when they reconnect elsewhere.
+		d.nodes.sweep(s.node)
+		failed = append(failed, s.uid)
+	}
 	delivered = make(map[string]int, len(uids))
 	var mu sync.Mutex
 	send := func(s *nodeShare) {

@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	reg := service.NewRegistry()
 	m := newMetrics(reg)
-	nodes := newNodeDirectory(routeStore, logger, m, zk.Check, zk.Get)
+	nodes := newNodeDirectory(routeStore, logger, m, zk.Check, zk.Get, cfg.ZKSessionTimeout)
 
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	var bg sync.WaitGroup

@@ -21,6 +21,9 @@ type nodeDirectory struct {
 	connected func(context.Context) error
 	// lookup reads one node's znode, for a node the watch has not shown yet.
 	lookup func(id string) (discovery.Node, bool, error)
+	// sweepDelay is how long a vanished node's routes wait before they are swept (the ZooKeeper
+	// session timeout).
+	sweepDelay time.Duration
 
 	// mu guards nodes and sweeping.
 	mu       sync.RWMutex
@@ -35,8 +38,8 @@ type sweeper interface {
 
 var _ sweeper = (*routes.Store)(nil)
 
-func newNodeDirectory(store sweeper, logger *slog.Logger, m *metrics, connected func(context.Context) error, lookup func(string) (discovery.Node, bool, error)) *nodeDirectory {
-	return &nodeDirectory{routes: store, logger: logger, metrics: m, connected: connected, lookup: lookup, nodes: map[string]discovery.Node{}, sweeping: map[string]bool{}}
+func newNodeDirectory(store sweeper, logger *slog.Logger, m *metrics, connected func(context.Context) error, lookup func(string) (discovery.Node, bool, error), sweepDelay time.Duration) *nodeDirectory {
+	return &nodeDirectory{routes: store, logger: logger, metrics: m, connected: connected, lookup: lookup, sweepDelay: sweepDelay, nodes: map[string]discovery.Node{}, sweeping: map[string]bool{}}
 }
 
 // nodeState is what a route's node is known to be.
@@ -134,6 +137,18 @@ func (d *nodeDirectory) sweep(id string) {
 			delete(d.sweeping, id)
 			d.mu.Unlock()
 		}()
+		// A znode can vanish with a node that lives: when ZooKeeper expires every session at once (it
+		// was frozen or restarted), each node registers again moments later, its connections and
+		// routes intact. So the sweep waits a session timeout and asks ZooKeeper once more.
+		time.Sleep(d.sweepDelay)
+		switch _, back, err := d.lookup(id); {
+		case err != nil:
+			d.logger.Warn("dead push-server's routes not swept: zookeeper unavailable; the next push or change tries again", "node", id, "err", err)
+			return
+		case back:
+			d.logger.Info("push-server registered again; its routes stay", "node", id)
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		n, err := d.routes.SweepNode(ctx, id)

@@ -53,6 +53,9 @@ type Stack struct {
 	// PIDs names every process of the stack (services, servers, and "stack" itself, which holds the
 	// Kafka-protocol broker), so tools can add up what the whole stack spends.
 	PIDs map[string]int `json:"pids"`
+	// ControlURL is the stack's own control API (POST /servers/{name}/stop and /start), which
+	// tools/chaos uses to take a dependency down and bring it back.
+	ControlURL string `json:"control_url"`
 }
 
 // PushServer is one push-server node of the stack.
@@ -149,6 +152,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	controlAddr := o.addr(19, true)
+	if err := serveControl(ctx, logger, controlAddr, control(logger, infra, func() {
+		if err := writePIDs(); err != nil {
+			logger.Error("rewrite stack.json", "err", err)
+		}
+	})); err != nil {
+		return fmt.Errorf("control listener: %w", err)
+	}
+	started.ControlURL = "http://" + controlAddr
 	stackMu.Lock()
 	stack = started
 	stackMu.Unlock()

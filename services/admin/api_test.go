@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -451,4 +452,40 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestLogoutEndsTheSessionOnEveryInstance runs a second admin with the same session key: a cookie
+// from the first opens it, and logging out on the first closes it there too.
+func TestLogoutEndsTheSessionOnEveryInstance(t *testing.T) {
+	vars := adminEnv(map[string]string{"HERALD_ADMIN_USER": adminUser, "HERALD_ADMIN_PASSWORD": adminPassword})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return vars[k] }, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("second admin: %v", err)
+		}
+	})
+	if err := testenv.WaitHTTP("http://"+vars["HERALD_INTERNAL_ADDR"]+"/readyz", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	first := newBrowser(t, adminURL)
+	token := csrfOf(t, first.get("/login"))
+	if r := first.postForm("/login", url.Values{"csrf": {token}, "username": {adminUser}, "password": {adminPassword}, "next": {"/"}}); r.status != http.StatusSeeOther {
+		t.Fatalf("login: %d %.200s", r.status, r.body)
+	}
+	firstURL, _ := url.Parse(adminURL)
+	secondURL, _ := url.Parse("http://" + vars["HERALD_LISTEN_ADDR"])
+	second := newBrowser(t, secondURL.String())
+	second.http.Jar.SetCookies(secondURL, first.http.Jar.Cookies(firstURL))
+	if r := second.get("/"); r.status != http.StatusOK {
+		t.Fatalf("the first instance's session on the second: %d", r.status)
+	}
+	if r := first.postForm("/logout", url.Values{"csrf": {csrfOf(t, first.get("/"))}}); r.status != http.StatusSeeOther {
+		t.Fatalf("logout: %d", r.status)
+	}
+	if r := second.get("/"); r.status != http.StatusSeeOther {
+		t.Fatalf("the logged-out session on the second instance: %d, want a redirect to the login page", r.status)
+	}
 }

@@ -70,6 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	sessions.shared, sessions.logger = revokedStore{db}, logger
 	if cfg.SessionKey == "" {
 		logger.Warn("no -session-key: sessions are signed with a random key and end when this process does")
 	}

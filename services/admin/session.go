@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -35,17 +37,28 @@ type session struct {
 func (s session) loggedIn() bool { return s.User != "" }
 
 // sessions signs and checks session cookies. They are stateless (HMAC-SHA256 over the content), so
-// several admin instances sharing -session-key share logins; logging out also revokes the id in this
-// process until it would have expired anyway.
+// several admin instances sharing -session-key share logins; logging out revokes the id until it
+// would have expired anyway, in this process and in the list all instances share.
 type sessions struct {
 	key          []byte
 	ttl          time.Duration // of a login
 	alwaysSecure bool
+	// shared is the revocation list of every instance (nil: this process's only). A logged-in
+	// session is checked against it on every request; when it cannot be read the session is taken
+	// as valid (and logged), so a MySQL outage does not lock operators out of the console.
+	shared revocationList
+	logger *slog.Logger
 
 	// mu guards revoked and nextSweep.
 	mu        sync.Mutex
 	revoked   map[string]time.Time // session id → its expiry
 	nextSweep time.Time
+}
+
+// revocationList is where logged-out sessions are shared between admin instances (revokedStore).
+type revocationList interface {
+	revoke(ctx context.Context, id string, expires time.Time) error
+	revoked(ctx context.Context, id string) (bool, error)
 }
 
 // visitorTTL is the life of a session without a user: long enough to fill in the login form.
@@ -86,6 +99,14 @@ func (s *sessions) load(r *http.Request) (session, bool) {
 	s.mu.Lock()
 	_, revoked := s.revoked[sess.ID]
 	s.mu.Unlock()
+	if revoked || !sess.loggedIn() || s.shared == nil {
+		return sess, !revoked
+	}
+	revoked, err = s.shared.revoked(r.Context(), sess.ID)
+	if err != nil {
+		s.logger.Warn("session revocation list unreadable; taking the session as valid", "user", sess.User, "err", err)
+		return sess, true
+	}
 	return sess, !revoked
 }
 
@@ -125,6 +146,11 @@ func (s *sessions) end(w http.ResponseWriter, r *http.Request, sess session) {
 		s.revoked[sess.ID] = time.Unix(sess.Expires, 0)
 	}
 	s.mu.Unlock()
+	if s.shared != nil && sess.loggedIn() {
+		if err := s.shared.revoke(r.Context(), sess.ID, time.Unix(sess.Expires, 0)); err != nil {
+			s.logger.Error("logout not shared with the other admin instances", "user", sess.User, "err", err)
+		}
+	}
 	s.setCookie(w, r, "", -1)
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/pkg/client"
+	"github.com/heraldpush/herald/pkg/testenv"
 	"github.com/heraldpush/herald/pkg/token"
 )
 
@@ -33,7 +33,7 @@ func TestStack(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build services: %v\n%s", err, out)
 	}
-	base := freePortRange(t, 20)
+	base := testenv.FreePortRange(t, 20)
 	authAddr := fmt.Sprintf("127.0.0.1:%d", base+1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -201,25 +201,3 @@ func post(t testing.TB, url, authz string, body any) (int, []byte) {
 }
 
 // freePortRange finds a base port whose public and internal ranges (base..base+n, +1000) are free.
-func freePortRange(t testing.TB, n int) int {
-	t.Helper()
-	for attempt := 0; attempt < 50; attempt++ {
-		base := 20000 + rand.IntN(20000)
-		free := true
-		for p := base; p < base+n && free; p++ {
-			for _, port := range []int{p, p + 1000} {
-				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-				if err != nil {
-					free = false
-					break
-				}
-				ln.Close()
-			}
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
-}

@@ -6,7 +6,7 @@ ALL      := github.com/heraldpush/herald/...
 BIN      := .herald/bin
 SERVICES := admin auth push-route push-server
 
-.PHONY: run test deps build vet fmt-check fuzz
+.PHONY: run test deps build vet fmt-check fuzz chaos
 
 run: deps build
 	$(GO) run ./tools/stack -bin $(BIN)
@@ -21,6 +21,10 @@ test: deps fmt-check vet
 FUZZTIME ?= 60s
 fuzz: deps
 	@scripts/fuzz.sh $(FUZZTIME)
+
+# The fault suite: every fault of tools/chaos, each on a fresh stack (FAULTS="redis-down kill-auth" for some).
+chaos: deps
+	@scripts/chaos.sh $(FAULTS)
 
 deps:
 	@scripts/install-deps.sh

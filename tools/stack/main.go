@@ -76,7 +76,8 @@ type options struct {
 
 // addr is the loopback address of the service port at offset from the base port. Public listeners
 // sit at base+offset, internal ones 1000 above: 8080 push-route, 8081 auth, 8082 and 8083 the
-// push-servers, 8090 admin by default, so the README's examples work against any local stack. The
+// push-servers, 8090 admin by default, so the README's examples work against any local stack; the
+// stack's own control API is at 9099. The
 // private servers take free ports, because nothing outside the stack needs to guess them.
 func (o options) addr(offset int, internal bool) string {
 	p := o.basePort + offset

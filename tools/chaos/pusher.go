@@ -38,10 +38,14 @@ type pusher struct {
 	records []pushRecord
 }
 
+// maxInFlight bounds the calls waiting for an answer: enough for every call of a node timeout at
+// the default rate, so a call not made is the generator's limit showing, not Herald's.
+const maxInFlight = 4096
+
 func (p *pusher) run(ctx context.Context, start time.Time) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	sem := make(chan struct{}, 256) // calls in flight; more would measure the generator, not Herald
+	sem := make(chan struct{}, maxInFlight)
 	tick := time.NewTicker(time.Duration(float64(time.Second) / p.rate))
 	defer tick.Stop()
 	for n := 0; ; n++ {
@@ -58,7 +62,7 @@ func (p *pusher) run(ctx context.Context, start time.Time) {
 		select {
 		case sem <- struct{}{}:
 		default:
-			p.add(pushRecord{at: time.Since(start), ttl: ttl, outcome: "not sent (256 calls in flight)"})
+			p.add(pushRecord{at: time.Since(start), ttl: ttl, outcome: fmt.Sprintf("not sent (%d calls in flight)", maxInFlight)})
 			continue
 		}
 		wg.Go(func() {

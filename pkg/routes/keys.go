@@ -20,3 +20,9 @@ func nodeUIDsKey(node string) string {
 func pendingKey(uid string) string {
 	return keyPrefix + "pending:{" + uid + "}"
 }
+
+// syncedKey names a node's mark that all its routes are recorded (mark_synced.lua). It shares the
+// node's hash tag with its uid index.
+func syncedKey(node string) string {
+	return keyPrefix + "node:{" + node + "}:synced"
+}

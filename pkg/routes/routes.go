@@ -196,16 +196,25 @@ func (s *Store) dropFromIndex(ctx context.Context, uid, node string) error {
 // are absent. Each uid's routes are ordered by connection time. Values that break the contract are
 // skipped and counted (see Malformed), so one bad field cannot fail a whole push.
 func (s *Store) Lookup(ctx context.Context, uids []string) (map[string][]Route, error) {
+	out, _, err := s.LookupFrom(ctx, uids, nil)
+	return out, err
+}
+
+// LookupFrom is Lookup for a push to users of nodes (the live push-servers): in the same round trip
+// it reads each node's synced mark (MarkSynced) and returns the nodes without one. Until a node has
+// marked its routes recorded, a user with no route may in fact be connected to it: Redis restarted
+// empty, or a replica without the routes took over, and the node has not recorded them again yet.
+func (s *Store) LookupFrom(ctx context.Context, uids, nodes []string) (found map[string][]Route, unsynced []string, err error) {
 	out := make(map[string][]Route)
 	if len(uids) == 0 {
-		return out, nil
+		return out, nil, nil
 	}
 	calls := make([]scriptCall, 0, len(uids))
 	asked := make([]string, 0, len(uids)) // asked[i] is the uid of calls[i]
 	seen := make(map[string]struct{}, len(uids))
 	for _, uid := range uids {
 		if uid == "" {
-			return nil, fmt.Errorf("lookup routes: %w: empty uid", ErrInvalid)
+			return nil, nil, fmt.Errorf("lookup routes: %w: empty uid", ErrInvalid)
 		}
 		if _, dup := seen[uid]; dup {
 			continue
@@ -214,14 +223,26 @@ func (s *Store) Lookup(ctx context.Context, uids []string) (map[string][]Route, 
 		asked = append(asked, uid)
 		calls = append(calls, scriptCall{script: lookupScript, keys: []string{routeKey(uid)}})
 	}
-	if err := runPipelined(ctx, s.rdb, calls, nil); err != nil {
-		return nil, fmt.Errorf("lookup routes: %w", err)
+	for _, node := range nodes {
+		calls = append(calls, scriptCall{script: syncedScript, keys: []string{syncedKey(node)}})
 	}
-	for i, c := range calls {
+	if err := runPipelined(ctx, s.rdb, calls, nil); err != nil {
+		return nil, nil, fmt.Errorf("lookup routes: %w", err)
+	}
+	for i, node := range nodes {
+		n, err := calls[len(asked)+i].cmd.Int()
+		if err != nil {
+			return nil, nil, fmt.Errorf("lookup routes: synced mark of %s: %w", node, err)
+		}
+		if n == 0 {
+			unsynced = append(unsynced, node)
+		}
+	}
+	for i, c := range calls[:len(asked)] {
 		uid := asked[i]
 		kv, err := c.cmd.StringSlice()
 		if err != nil {
-			return nil, fmt.Errorf("lookup routes: %w", err)
+			return nil, nil, fmt.Errorf("lookup routes: %w", err)
 		}
 		var rs []Route
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -240,7 +261,25 @@ func (s *Store) Lookup(ctx context.Context, uids []string) (map[string][]Route, 
 		})
 		out[uid] = rs
 	}
-	return out, nil
+	return out, unsynced, nil
+}
+
+// MarkSynced records that every route of node is in Redis (mark_synced.lua); the node calls it
+// after recording them all, at start and whenever Redis comes back or lost them.
+func (s *Store) MarkSynced(ctx context.Context, node string) error {
+	if err := markSynced.Run(ctx, s.rdb, []string{syncedKey(node)}, time.Now().UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("mark routes of %s synced: %w", node, err)
+	}
+	return nil
+}
+
+// Synced reports whether node's synced mark is in Redis: false after Redis lost the node's routes.
+func (s *Store) Synced(ctx context.Context, node string) (bool, error) {
+	n, err := syncedScript.Run(ctx, s.rdb, []string{syncedKey(node)}).Int()
+	if err != nil {
+		return false, fmt.Errorf("read synced mark of %s: %w", node, err)
+	}
+	return n == 1, nil
 }
 
 // parseRoute reads a "node-id|device|connected_at_ms" value.

@@ -146,6 +146,32 @@ func TestRegisterLookup(t *testing.T) {
 	}
 }
 
+// A node's synced mark is read with the lookup; a Redis that lost its data lost the mark too.
+func TestSyncedMark(t *testing.T) {
+	s, rdb, _ := newStore(t)
+	ctx := context.Background()
+	register(t, s, rt("alice", "c1", "n1", "phone", t0))
+	if ok, err := s.Synced(ctx, "n1"); err != nil || ok {
+		t.Fatalf("synced before any mark: %v, %v", ok, err)
+	}
+	if err := s.MarkSynced(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Synced(ctx, "n1"); err != nil || !ok {
+		t.Fatalf("synced after the mark: %v, %v", ok, err)
+	}
+	found, unsynced, err := s.LookupFrom(ctx, []string{"alice", "bob"}, []string{"n1", "n2"})
+	if err != nil || len(found["alice"]) != 1 || len(found["bob"]) != 0 || !slices.Equal(unsynced, []string{"n2"}) {
+		t.Fatalf("lookup: found %v, unsynced %v, err %v; want alice's route and n2 unsynced", found, unsynced, err)
+	}
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, unsynced, err = s.LookupFrom(ctx, []string{"alice"}, []string{"n1", "n2"}); err != nil || !slices.Equal(unsynced, []string{"n1", "n2"}) {
+		t.Fatalf("after the data was lost: unsynced %v, err %v; want both", unsynced, err)
+	}
+}
+
 func TestTwoNodesSameUID(t *testing.T) {
 	s, rdb, _ := newStore(t)
 	// One user's devices may land on different nodes (a reconnect after the ring changed).
@@ -684,12 +710,22 @@ func TestCommandsTouchOneSlot(t *testing.T) {
 	} else if _, err := s.ClearPending(ctx, "kim", seen); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.MarkSynced(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Synced(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.LookupFrom(ctx, []string{"kim"}, []string{"n1", "n2"}); err != nil {
+		t.Fatal(err)
+	}
 
 	// EVALSHA names a script by digest, EVAL (the fallback after SCRIPT FLUSH) by its source.
 	scripts := map[string]string{}
 	for name, sc := range map[string]*redis.Script{
 		"register": registerScript, "unregister": unregisterScript, "sweep": sweepScript,
 		"count": countScript, "lookup": lookupScript, "mark_pending": markScript, "clear_pending": clearScript,
+		"mark_synced": markSynced, "synced": syncedScript,
 	} {
 		src, err := lua.FS.ReadFile(name + ".lua")
 		if err != nil {
@@ -750,7 +786,7 @@ func TestScriptHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"clear_pending.lua", "count.lua", "lookup.lua", "mark_pending.lua", "register.lua", "sweep.lua", "unregister.lua"}
+	want := []string{"clear_pending.lua", "count.lua", "lookup.lua", "mark_pending.lua", "mark_synced.lua", "register.lua", "sweep.lua", "synced.lua", "unregister.lua"}
 	if !slices.Equal(names, want) {
 		t.Errorf("scripts %v, want %v", names, want)
 	}

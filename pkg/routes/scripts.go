@@ -17,6 +17,8 @@ var (
 	lookupScript     = loadScript("lookup.lua")
 	markScript       = loadScript("mark_pending.lua")
 	clearScript      = loadScript("clear_pending.lua")
+	markSynced       = loadScript("mark_synced.lua")
+	syncedScript     = loadScript("synced.lua")
 )
 
 func loadScript(name string) *redis.Script {

@@ -16,6 +16,7 @@ import (
 // routeDirectory is what push-route needs of the uid → connections directory.
 type routeDirectory interface {
 	Lookup(ctx context.Context, uids []string) (map[string][]routes.Route, error)
+	LookupFrom(ctx context.Context, uids, nodes []string) (map[string][]routes.Route, []string, error)
 	RemoveStale(ctx context.Context, uid, node string, connIDs []string) (int, error)
 }
 
@@ -62,7 +63,7 @@ type dispatcher struct {
 
 func newDispatcher(cfg dispatchConfig, dir routeDirectory, nodes nodeResolver, api nodeAPI, logger *slog.Logger, m *metrics) (*dispatcher, error) {
 	cfg.Lookup.Timeout, cfg.Send.Timeout = cfg.NodeTimeout, cfg.NodeTimeout
-	lookups, err := newRouteLookup(cfg.Lookup, dir, m)
+	lookups, err := newRouteLookup(cfg.Lookup, dir, liveIDs(nodes), m)
 	if err != nil {
 		return nil, err
 	}
@@ -92,12 +93,18 @@ func (d *dispatcher) run(ctx context.Context) {
 // uids whose node failed (slow, down, or overloaded), who may have missed a connection. It fails only
 // when the routes could not be read.
 func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message, uids []string) (delivered map[string]int, failed []string, err error) {
-	found, err := d.lookups.lookup(ctx, uids)
+	found, unsynced, err := d.lookups.lookup(ctx, uids)
 	if err != nil {
 		return nil, nil, err
 	}
 	shares, dead, unsure := groupByNode(found, d.nodes.resolve)
 	failed = unsure
+	if len(unsynced) > 0 {
+		// A node is still recording its routes after Redis lost them: any of these users may hold
+		// a connection there that the lookup could not see, so all count as failed and a stored
+		// message is tried again until the node has marked its routes recorded.
+		failed = slices.Clone(uids)
+	}
 	for _, s := range dead {
 		// Swept as a whole once the node stays gone (nodeDirectory.sweep); meanwhile its users count
 		// as failed, so a stored message is tried again when they reconnect elsewhere.
@@ -147,6 +154,18 @@ func (d *dispatcher) deliverTo(ctx context.Context, traceID string, m wire.Messa
 		}
 	}
 	return counts, nil
+}
+
+// liveIDs lists the ids of the live nodes, whose routes a lookup must be able to trust.
+func liveIDs(nodes nodeResolver) func() []string {
+	return func() []string {
+		all := nodes.all()
+		ids := make([]string, len(all))
+		for i, n := range all {
+			ids[i] = n.ID
+		}
+		return ids
+	}
 }
 
 // broadcast writes m to every connection on every live node and returns how many took it.

@@ -25,10 +25,27 @@ import (
 
 // fakeDirectory is a route directory in memory that records removals.
 type fakeDirectory struct {
-	mu      sync.Mutex
-	routes  map[string][]routes.Route
-	removed []staleRoute
-	err     error
+	mu       sync.Mutex
+	routes   map[string][]routes.Route
+	unsynced []string // nodes whose routes are being recorded again
+	removed  []staleRoute
+	err      error
+}
+
+func (f *fakeDirectory) LookupFrom(ctx context.Context, uids, nodes []string) (map[string][]routes.Route, []string, error) {
+	found, err := f.Lookup(ctx, uids)
+	if err != nil {
+		return nil, nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var unsynced []string
+	for _, n := range nodes {
+		if slices.Contains(f.unsynced, n) {
+			unsynced = append(unsynced, n)
+		}
+	}
+	return found, unsynced, nil
 }
 
 func (f *fakeDirectory) Lookup(_ context.Context, uids []string) (map[string][]routes.Route, error) {
@@ -235,6 +252,32 @@ func TestDeliverFailingNodeCostsOnlyItsUsers(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if r := dir.removals(); len(r) != 0 {
 		t.Fatalf("a failing node's routes were removed: %+v", r)
+	}
+}
+
+// While a live node has not marked its routes recorded (Redis lost them and the node is recording them
+// again), a user with no route found may be connected there, and one with routes may have another
+// device there: every user counts as failed, so a stored message is tried again.
+func TestDeliverCountsEveryUserFailedWhileANodeResyncs(t *testing.T) {
+	a := discovery.Node{ID: "a", InternalURL: "http://a"}
+	b := discovery.Node{ID: "b", InternalURL: "http://b"}
+	dir := &fakeDirectory{routes: map[string][]routes.Route{"u1": {route("u1", "a", "a:1")}}, unsynced: []string{"b"}}
+	api := &fakeNodeAPI{got: map[string][]wire.DeliverItem{}, held: map[string]map[string][]string{"http://a": {"u1": {"a:1"}}}}
+	d := newTestDispatcher(t, dir, &fakeNodes{live_: map[string]discovery.Node{"a": a, "b": b}}, api)
+	msg := wire.Message{ID: "m", Data: json.RawMessage(`1`)}
+	got, failed, err := d.deliver(context.Background(), "", msg, []string{"u1", "u2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Sort(failed); got["u1"] != 1 || !slices.Equal(failed, []string{"u1", "u2"}) {
+		t.Fatalf("delivered %v, failed %v; want u1 delivered and both failed", got, failed)
+	}
+	// Once b has marked its routes, a user without routes is offline in fact.
+	dir.mu.Lock()
+	dir.unsynced = nil
+	dir.mu.Unlock()
+	if _, failed, err = d.deliver(context.Background(), "", msg, []string{"u1", "u2"}); err != nil || len(failed) != 0 {
+		t.Fatalf("after the resync: failed %v, err %v; want none", failed, err)
 	}
 }
 

@@ -23,18 +23,20 @@ type lookupConfig struct {
 // in flight wait and go together in the next one (package coalesce).
 type routeLookup struct {
 	dir     routeDirectory
+	live    func() []string // the live nodes' ids, whose synced marks every lookup reads
 	metrics *metrics
 	batcher *coalesce.Batcher[[]string, lookupResult]
 }
 
 // lookupResult is one push's share of a batched lookup.
 type lookupResult struct {
-	routes map[string][]routes.Route
-	err    error
+	routes   map[string][]routes.Route
+	unsynced []string // live nodes whose routes may be missing (routes.Store.LookupFrom)
+	err      error
 }
 
-func newRouteLookup(cfg lookupConfig, dir routeDirectory, m *metrics) (*routeLookup, error) {
-	l := &routeLookup{dir: dir, metrics: m}
+func newRouteLookup(cfg lookupConfig, dir routeDirectory, live func() []string, m *metrics) (*routeLookup, error) {
+	l := &routeLookup{dir: dir, live: live, metrics: m}
 	b, err := coalesce.New(coalesce.Config{
 		MaxInFlight: cfg.InFlight,
 		MaxWeight:   cfg.MaxUIDs,
@@ -51,13 +53,14 @@ func newRouteLookup(cfg lookupConfig, dir routeDirectory, m *metrics) (*routeLoo
 // run sends the queued lookups until ctx ends.
 func (l *routeLookup) run(ctx context.Context) { l.batcher.Run(ctx) }
 
-// lookup returns the routes of uids (uid → routes; a uid without any is absent).
-func (l *routeLookup) lookup(ctx context.Context, uids []string) (map[string][]routes.Route, error) {
+// lookup returns the routes of uids (uid → routes; a uid without any is absent) and the live nodes
+// whose routes may be missing from them.
+func (l *routeLookup) lookup(ctx context.Context, uids []string) (map[string][]routes.Route, []string, error) {
 	res, err := l.batcher.Do(ctx, uids)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return res.routes, res.err
+	return res.routes, res.unsynced, res.err
 }
 
 // lookupBatch reads the routes of several pushes in one pipeline and hands each its own uids' routes.
@@ -66,21 +69,22 @@ func (l *routeLookup) lookup(ctx context.Context, uids []string) (map[string][]r
 // all of them fail at once rather than each waiting out its own timeout.
 func (l *routeLookup) lookupBatch(ctx context.Context, reqs [][]string) ([]lookupResult, error) {
 	l.metrics.lookupBatch.Observe(float64(len(reqs)))
+	live := l.live()
 	if len(reqs) == 1 {
-		found, err := l.dir.Lookup(ctx, reqs[0])
-		return []lookupResult{{routes: found, err: err}}, nil
+		found, unsynced, err := l.dir.LookupFrom(ctx, reqs[0], live)
+		return []lookupResult{{routes: found, unsynced: unsynced, err: err}}, nil
 	}
 	var all []string
 	for _, uids := range reqs {
 		all = append(all, uids...)
 	}
 	out := make([]lookupResult, len(reqs))
-	found, err := l.dir.Lookup(ctx, all)
+	found, unsynced, err := l.dir.LookupFrom(ctx, all, live)
 	var refused redis.Error
 	switch {
 	case errors.As(err, &refused):
 		for i, uids := range reqs {
-			out[i].routes, out[i].err = l.dir.Lookup(ctx, uids)
+			out[i].routes, out[i].unsynced, out[i].err = l.dir.LookupFrom(ctx, uids, live)
 		}
 		return out, nil
 	case err != nil:
@@ -93,7 +97,7 @@ func (l *routeLookup) lookupBatch(ctx context.Context, reqs [][]string) ([]looku
 				mine[uid] = rs
 			}
 		}
-		out[i].routes = mine
+		out[i].routes, out[i].unsynced = mine, unsynced
 	}
 	return out, nil
 }

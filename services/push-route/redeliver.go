@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -114,7 +115,7 @@ func (r *redeliverer) try(ctx context.Context, u *undelivered) bool {
 		r.metrics.redeliveries.WithLabelValues("given_up").Add(float64(len(u.uids)))
 		return false
 	}
-	delivered, _, err := r.deliver(ctx, u.traceID, u.msg, u.uids)
+	delivered, failed, err := r.deliver(ctx, u.traceID, u.msg, u.uids)
 	if err != nil {
 		return true // the routes still cannot be read; the window has not started
 	}
@@ -123,7 +124,7 @@ func (r *redeliverer) try(ctx context.Context, u *undelivered) bool {
 	}
 	var left []string
 	for _, uid := range u.uids {
-		if delivered[uid] > 0 {
+		if delivered[uid] > 0 && !slices.Contains(failed, uid) {
 			r.metrics.redeliveries.WithLabelValues("delivered").Inc()
 			continue
 		}

@@ -54,7 +54,7 @@ func TestRefusedLookupFailsOnlyItsOwnPush(t *testing.T) {
 	if _, err := store.Register(context.Background(), routes.Route{UID: good, ConnID: "ps-a:9", Node: "ps-a", Device: "d", ConnectedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	l := &routeLookup{dir: store, metrics: newMetrics(prometheus.NewRegistry())}
+	l := &routeLookup{dir: store, live: func() []string { return nil }, metrics: newMetrics(prometheus.NewRegistry())}
 	out, err := l.lookupBatch(context.Background(), [][]string{{bad}, {good}})
 	if err != nil {
 		t.Fatal(err)

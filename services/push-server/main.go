@@ -153,6 +153,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ID: cfg.NodeID, WSURL: cfg.AdvertiseWSURL, InternalURL: cfg.AdvertiseIntURL,
 		Weight: cfg.Weight, StartedAt: time.Now().UTC().Truncate(time.Second),
 	}
+	s.routes.markSynced(ctx)
 	registration, err := zk.Register(ctx, node)
 	if err != nil {
 		stopListeners()

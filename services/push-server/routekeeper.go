@@ -134,16 +134,21 @@ func (k *routeKeeper) monitor(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		// The synced mark doubles as the ping: a Redis that answers without it has lost this node's
+		// routes (restarted empty, or a replica without them took over), which no error reports.
 		pingCtx, cancel := context.WithTimeout(ctx, time.Second)
-		err := k.store.Ping(pingCtx)
+		synced, err := k.store.Synced(pingCtx, k.node)
 		cancel()
 		if err != nil {
 			k.markDown(err)
 			continue
 		}
-		if k.up.Load() {
+		if k.up.Load() && synced {
 			k.reconcileIfLost(ctx)
 			continue
+		}
+		if k.up.Load() {
+			k.logger.Warn("redis lost this node's routes (restarted empty, or failed over to a replica without them): recording them again")
 		}
 		if err := k.resync(ctx); err != nil {
 			k.logger.Warn("re-recording routes failed; will retry", "err", err)
@@ -154,7 +159,8 @@ func (k *routeKeeper) monitor(ctx context.Context) {
 	}
 }
 
-// resync records every local route and removes this node's routes that no local connection matches.
+// resync records every local route, removes this node's routes that no local connection matches, and
+// marks the routes synced.
 func (k *routeKeeper) resync(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -166,14 +172,24 @@ func (k *routeKeeper) resync(ctx context.Context) error {
 	lost := k.lost
 	k.lost = false
 	k.mu.Unlock()
-	if !lost {
-		return nil
+	if lost {
+		if err := k.reconcile(ctx, local); err != nil {
+			k.setLost()
+			return err
+		}
 	}
-	if err := k.reconcile(ctx, local); err != nil {
-		k.setLost()
-		return err
+	return k.store.MarkSynced(ctx, k.node)
+}
+
+// markSynced marks this node's routes recorded before it announces itself: a new node holds none, so
+// they are. When Redis cannot be reached the node starts anyway, and the monitor marks them once it
+// has recorded the routes of the connections it took meanwhile.
+func (k *routeKeeper) markSynced(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := k.store.MarkSynced(ctx, k.node); err != nil {
+		k.markDown(err)
 	}
-	return nil
 }
 
 // reconcileIfLost repairs the routes after removals were dropped while Redis was up.

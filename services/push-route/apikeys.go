@@ -15,16 +15,17 @@ import (
 // keyCache remembers verified API keys for a short while, so a busy backend does not cost a MySQL
 // query per push. A revoked key therefore keeps working for up to ttl (default 10 s).
 type keyCache struct {
-	keys *apikey.Store
-	ttl  time.Duration
+	keys    *apikey.Store
+	ttl     time.Duration
+	timeout time.Duration // of one check in MySQL
 
 	// mu guards seen.
 	mu   sync.Mutex
 	seen map[[32]byte]time.Time // key hash → when its verification expires
 }
 
-func newKeyCache(keys *apikey.Store, ttl time.Duration) *keyCache {
-	return &keyCache{keys: keys, ttl: ttl, seen: map[[32]byte]time.Time{}}
+func newKeyCache(keys *apikey.Store, ttl, timeout time.Duration) *keyCache {
+	return &keyCache{keys: keys, ttl: ttl, timeout: timeout, seen: map[[32]byte]time.Time{}}
 }
 
 func (k *keyCache) verify(ctx context.Context, plain string) error {
@@ -36,6 +37,8 @@ func (k *keyCache) verify(ctx context.Context, plain string) error {
 	if ok && now.Before(until) {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	defer cancel()
 	if _, err := k.keys.Verify(ctx, plain); err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ type Config struct {
 	BatchMaxBytes    int
 	LookupInFlight   int
 	KeyCacheTTL      time.Duration
+	MySQLTimeout     time.Duration
 	IdempotencyTTL   time.Duration
 	RedeliverWindow  time.Duration
 	RedeliverQueue   int
@@ -62,6 +63,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.BatchMaxBytes, "batch-max-bytes", 1<<20, "estimated body size of one deliver-batch call to a push-server (at most 4 MiB, what push-servers accept); a larger single push goes alone")
 	fs.IntVar(&c.LookupInFlight, "lookup-inflight", 1, "route lookup pipelines in flight to Redis; lookups arriving meanwhile go together in the next one")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", 10*time.Second, "how long a verified API key is trusted without asking MySQL (a revoked key works this long)")
+	fs.DurationVar(&c.MySQLTimeout, "mysql-timeout", 2*time.Second, "bound of one request's MySQL work (storing a push, checking an API key, acks, pending messages); past it the request answers 503 unavailable instead of waiting on a frozen database")
 	fs.DurationVar(&c.IdempotencyTTL, "idempotency-window", 24*time.Hour, "how long a caller id of a message without ttl is remembered")
 	fs.DurationVar(&c.RedeliverWindow, "redeliver-window", 30*time.Second, "how long a stored message that missed a connected user (Redis or the node failed) keeps being redelivered once routes can be read again")
 	fs.IntVar(&c.RedeliverQueue, "redeliver-queue", 100000, "stored messages waiting for redelivery at most; beyond it they wait for their users' next connect")
@@ -71,8 +73,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return Config{}, err
 	}
-	if c.RedeliverQueue < 1 || c.RedeliverWindow <= 0 {
-		return Config{}, fmt.Errorf("-redeliver-queue and -redeliver-window must be positive")
+	if c.RedeliverQueue < 1 || c.RedeliverWindow <= 0 || c.MySQLTimeout <= 0 {
+		return Config{}, fmt.Errorf("-redeliver-queue, -redeliver-window and -mysql-timeout must be positive")
 	}
 	if c.NodeInFlight < 1 || c.NodeQueue < 1 || c.LookupQueue < 1 || c.BatchMaxUIDs < 1 || c.LookupInFlight < 1 || c.BatchMaxBytes < 1 {
 		return Config{}, fmt.Errorf("-node-inflight, -node-queue, -lookup-queue, -batch-max-uids, -batch-max-bytes and -lookup-inflight must be at least 1")

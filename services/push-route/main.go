@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer db.Close()
 	store := inbox.NewStore(db)
 	store.IdempotencyWindow = cfg.IdempotencyTTL
+	store.Timeout = cfg.MySQLTimeout
 
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:        strings.Split(cfg.RedisAddr, ","),
@@ -123,7 +124,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		marker:     marker,
 		redeliver:  redeliver,
 		inbox:      store,
-		keys:       newKeyCache(apikey.NewStore(db), cfg.KeyCacheTTL),
+		keys:       newKeyCache(apikey.NewStore(db), cfg.KeyCacheTTL, cfg.MySQLTimeout),
 		metrics:    m,
 		ready:      readyChecks(mysqlReady, routeStore, zk.Check),
 	}

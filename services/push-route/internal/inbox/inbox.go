@@ -27,6 +27,17 @@ type Store struct {
 	IdempotencyWindow time.Duration
 	// MaxPending bounds one replay.
 	MaxPending int
+	// Timeout bounds each call's work (0: only the caller's context does). A frozen MySQL holds every
+	// pooled connection until its I/O deadline, and callers queue for them; the bound makes such a call
+	// fail in time for its request to answer 503 rather than hang.
+	Timeout time.Duration
+}
+
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.Timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.Timeout)
 }
 
 // NewStore returns a Store over db, whose schema is migrated.
@@ -37,6 +48,8 @@ func NewStore(db *sql.DB) *Store {
 // Save records m and, when ttl > 0, makes it pending for every uid, in one transaction: after Save
 // returns nil the message survives a crash. It returns ErrDuplicate when m.ID was saved before.
 func (s *Store) Save(ctx context.Context, m wire.Message, uids []string, ttl time.Duration, now time.Time) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	expires := now.Add(s.IdempotencyWindow)
 	if ttl > 0 {
 		expires = now.Add(ttl)
@@ -78,6 +91,8 @@ func (s *Store) Save(ctx context.Context, m wire.Message, uids []string, ttl tim
 // Ack clears the acked messages from their users' inboxes. Acks of unknown or already cleared
 // messages are ignored: a device may ack twice.
 func (s *Store) Ack(ctx context.Context, acks []wire.Ack) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	for start := 0; start < len(acks); start += 500 {
 		batch := acks[start:min(start+500, len(acks))]
 		q := "DELETE FROM inbox WHERE (uid, message_id) IN (" + strings.TrimSuffix(strings.Repeat("(?, ?),", len(batch)), ",") + ")"
@@ -94,6 +109,8 @@ func (s *Store) Ack(ctx context.Context, acks []wire.Ack) error {
 
 // Pending returns uid's unexpired pending messages in the order they were stored (at most MaxPending).
 func (s *Store) Pending(ctx context.Context, uid string, now time.Time) ([]wire.Message, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT m.id, m.data, m.ts FROM inbox i JOIN messages m ON m.id = i.message_id
 		WHERE i.uid = ? AND i.expires_at > ? ORDER BY i.seq LIMIT ?`, uid, now.UTC(), s.MaxPending)
@@ -116,6 +133,8 @@ func (s *Store) Pending(ctx context.Context, uid string, now time.Time) ([]wire.
 
 // PendingFor returns the uids for whom message id is still pending.
 func (s *Store) PendingFor(ctx context.Context, id string, now time.Time) (map[string]bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, "SELECT uid FROM inbox WHERE message_id = ? AND expires_at > ?", id, now.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("pending for: %w", err)

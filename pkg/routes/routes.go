@@ -308,6 +308,13 @@ func (s *Store) SweepNode(ctx context.Context, node string) (int, error) {
 		return 0, fmt.Errorf("sweep node: %w", err)
 	}
 	key := nodeUIDsKey(node)
+	// The node may not be dead, only cut off for longer than its ZooKeeper session (frozen, paused,
+	// partitioned): without its synced mark it records its routes again once it can, and push-route
+	// meanwhile treats its users as unsure. The mark goes before the routes and again after them, so
+	// routes the node re-records while the sweep runs are recorded once more afterwards.
+	if err := s.rdb.Del(ctx, syncedKey(node)).Err(); err != nil {
+		return 0, fmt.Errorf("sweep node: %w", err)
+	}
 	removed := 0
 	// SSCAN rather than SPOP: a sweeper that dies halfway leaves the index whole for the next one.
 	var cursor uint64
@@ -337,7 +344,7 @@ func (s *Store) SweepNode(ctx context.Context, node string) (int, error) {
 			break
 		}
 	}
-	if err := s.rdb.Del(ctx, key).Err(); err != nil {
+	if err := s.rdb.Del(ctx, key, syncedKey(node)).Err(); err != nil {
 		return removed, fmt.Errorf("sweep node: %w", err)
 	}
 	return removed, nil

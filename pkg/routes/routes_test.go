@@ -334,10 +334,20 @@ func TestSweepNode(t *testing.T) {
 	if err := s.RegisterAll(ctx, rs); err != nil {
 		t.Fatal(err)
 	}
+	for _, node := range []string{"dead", "alive"} {
+		if err := s.MarkSynced(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	n, err := s.SweepNode(ctx, "dead")
 	if err != nil || n != 60 {
 		t.Fatalf("SweepNode = %d, %v; want 60", n, err)
+	}
+	// A swept node that was only cut off must record its routes again: its mark is gone, the
+	// others' stays.
+	if _, unsynced, err := s.LookupFrom(ctx, uids[:1], []string{"dead", "alive"}); err != nil || !slices.Equal(unsynced, []string{"dead"}) {
+		t.Fatalf("after the sweep: unsynced %v, err %v; want the swept node only", unsynced, err)
 	}
 	if d := diffRoutes(lookup(t, s, uids...), want); d != "" {
 		t.Error(d)

@@ -28,6 +28,7 @@ func faults() []fault {
 		{name: "kill-push-route", what: "kill -9 of push-route", inject: kill("push-route")},
 		{name: "kill-auth", what: "kill -9 of auth", inject: kill("auth")},
 		{name: "freeze-push-server", what: "ps-1 stopped with SIGSTOP for 15 s, then SIGCONT", hold: 15 * time.Second, inject: freeze("ps-1")},
+		{name: "freeze-push-server-long", what: "ps-1 stopped with SIGSTOP for 40 s: its ZooKeeper session expires and push-route sweeps its routes", hold: 40 * time.Second, inject: freeze("ps-1")},
 		{name: "redis-down", what: "Redis stopped for 10 s and started again empty", hold: 10 * time.Second, inject: stopServer("redis")},
 		{name: "mysql-down", what: "MariaDB stopped for 10 s and started again", hold: 10 * time.Second, inject: stopServer("mysql")},
 		{name: "mysql-frozen", what: "MariaDB stopped with SIGSTOP for 10 s (connections hang, nothing is refused)", hold: 10 * time.Second, inject: freeze("mariadbd")},

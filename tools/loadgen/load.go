@@ -169,12 +169,7 @@ func (r *report) runLoad(ctx context.Context, o options, st stack, pool *workers
 			sources["push-route"] = func() map[string]float64 { m, _ := obs.metrics(ctx, ri, routeGauges); return m }
 		}
 	}
-	procs := stackProcs(st.PIDs)
-	procs = append(procs, watchedProc{Name: "loadgen", PID: os.Getpid(), Mine: true})
-	for i, p := range pool.procs {
-		procs = append(procs, watchedProc{Name: fmt.Sprintf("loadgen-worker-%d", i), PID: p.Process.Pid, Mine: true})
-	}
-	w := &watch{sources: sources, procs: procs}
+	w := &watch{sources: sources, procs: allProcs(st, pool)}
 
 	var err error
 	switch o.mode {
@@ -191,6 +186,16 @@ func (r *report) runLoad(ctx context.Context, o options, st stack, pool *workers
 	lr.CPU = w.cpu
 	lr.Metrics = w.deltas
 	return nil
+}
+
+// allProcs is every process whose CPU time a run reads: the stack's and the generator's own.
+func allProcs(st stack, pool *workers) []watchedProc {
+	procs := stackProcs(st.PIDs)
+	procs = append(procs, watchedProc{Name: "loadgen", PID: os.Getpid(), Mine: true})
+	for i, p := range pool.procs {
+		procs = append(procs, watchedProc{Name: fmt.Sprintf("loadgen-worker-%d", i), PID: p.Process.Pid, Mine: true})
+	}
+	return procs
 }
 
 // watch takes the counters and CPU times at the window's start and end.

@@ -534,9 +534,20 @@ func (r *report) runPhases(ctx context.Context, o options, st stack, pool *worke
 		return r.stopWorkers(ctx, pool, connected, stderr)
 	}
 
-	for _, at := range o.samples {
+	// Idle CPU is read from the first sample to the last, after the connect burst has settled.
+	procs := allProcs(st, pool)
+	var cpu0 cpuSnapshot
+	var t0 time.Time
+	for k, at := range o.samples {
 		if err := sleepUntil(ctx, allOpen.Add(at)); err != nil {
 			return err
+		}
+		switch {
+		case k == 0:
+			cpu0, t0 = takeCPU(procs), time.Now()
+		case k == len(o.samples)-1:
+			c := cpuBetween(procs, cpu0, takeCPU(procs), time.Since(t0).Seconds(), runtime.NumCPU())
+			r.IdleCPU = &c
 		}
 		for i, n := range watched {
 			s := obs.sample(ctx, n, at)

@@ -32,6 +32,9 @@ type report struct {
 
 	// Load is what a load mode measured (nil in idle mode).
 	Load *loadReport `json:"load,omitempty"`
+	// IdleCPU is what the held connections cost from the first sample to the last (idle mode, with
+	// at least two samples).
+	IdleCPU *cpuReport `json:"idle_cpu,omitempty"`
 }
 
 // phase is minting or connecting: how many succeeded, how they failed, how long it took.
@@ -120,6 +123,10 @@ func (r *report) writeText(w io.Writer) {
 	fmt.Fprintf(w, "  held     %.0fs; open at the end %d; ended while held: %s\n", r.HoldSeconds, r.OpenAtStop, formatCounts(r.Lost))
 	if r.Load != nil {
 		r.Load.writeText(w)
+	}
+	if r.IdleCPU != nil {
+		fmt.Fprintf(w, "  idle     from the first sample to the last, the connections only heartbeating:\n")
+		r.IdleCPU.writeText(w)
 	}
 	for _, n := range r.Nodes {
 		fmt.Fprintf(w, "  %-8s before     %s\n", n.ID, statsLine(n.Before))

@@ -85,9 +85,17 @@ func (s *Store) Register(ctx context.Context, r Route) (pending bool, err error)
 // RegisterAll records many routes, in one round trip per registerBatch routes: it is how a node records
 // all its connections again after Redis lost them.
 func (s *Store) RegisterAll(ctx context.Context, rs []Route) error {
+	_, err := s.RegisterAllPending(ctx, rs)
+	return err
+}
+
+// RegisterAllPending is RegisterAll that also returns the routes whose users have a pending marker:
+// a node that records its routes again after they were lost (swept while it was cut off) replays
+// those users' stored messages, which were pushed while nobody could see the connections.
+func (s *Store) RegisterAllPending(ctx context.Context, rs []Route) (pending []Route, err error) {
 	for i, r := range rs {
 		if err := validRoute(r); err != nil {
-			return fmt.Errorf("register routes: route %d: %w", i, err)
+			return nil, fmt.Errorf("register routes: route %d: %w", i, err)
 		}
 	}
 	for batch := range slices.Chunk(rs, registerBatch) {
@@ -103,10 +111,16 @@ func (s *Store) RegisterAll(ctx context.Context, rs []Route) error {
 			}
 		})
 		if err != nil {
-			return fmt.Errorf("register routes: %w", err)
+			return pending, fmt.Errorf("register routes: %w", err)
+		}
+		for i, c := range calls {
+			// Unreadable counts as pending, as in Register: one lookup, never a missed replay.
+			if res, err := c.cmd.Int64Slice(); err != nil || len(res) != 2 || res[1] == 1 {
+				pending = append(pending, batch[i])
+			}
 		}
 	}
-	return nil
+	return pending, nil
 }
 
 func registerCall(r Route) scriptCall {

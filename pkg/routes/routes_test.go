@@ -172,6 +172,20 @@ func TestSyncedMark(t *testing.T) {
 	}
 }
 
+// RegisterAllPending says which re-recorded routes belong to users with a pending marker.
+func TestRegisterAllPending(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	if err := s.MarkPending(ctx, []string{"kim"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	kim, jo := rt("kim", "c1", "n1", "p", t0), rt("jo", "c2", "n1", "p", t0)
+	pending, err := s.RegisterAllPending(ctx, []Route{kim, jo})
+	if err != nil || len(pending) != 1 || pending[0] != kim {
+		t.Fatalf("pending %v, %v; want kim's route only", pending, err)
+	}
+}
+
 func TestTwoNodesSameUID(t *testing.T) {
 	s, rdb, _ := newStore(t)
 	// One user's devices may land on different nodes (a reconnect after the ring changed).

@@ -2,9 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/heraldpush/herald/pkg/wire"
+	"github.com/heraldpush/herald/services/push-route/internal/inbox"
 )
 
 // TestRedisOutageRedeliversToConnectedDevices: a ttl push answered while Redis is down (stored, not
@@ -61,4 +67,29 @@ func TestRedisRestartedEmptyRedeliversToConnectedDevices(t *testing.T) {
 		nextPush(t, c)
 		return nil
 	})
+}
+
+// TestSweptNodeReplaysStoredMessages: a node cut off past its ZooKeeper session has its routes swept
+// while its devices stay connected to it, and messages stored for them meanwhile find nobody. When the
+// node sees its synced mark gone it records its routes again and replays the stored messages of users
+// with a pending marker, as at a connect, instead of leaving them for a reconnect that may never come.
+func TestSweptNodeReplaysStoredMessages(t *testing.T) {
+	user := uniq("swept")
+	c := device(t, nodeA, user, "phone")
+	ctx := context.Background()
+	now := time.Now()
+	msg := wire.Message{ID: ulid.Make().String(), Data: json.RawMessage(`"stored while swept"`), TS: now.UnixMilli()}
+	if err := inbox.NewStore(openDB(t)).Save(ctx, msg, []string{user}, time.Minute, now); err != nil {
+		t.Fatal(err)
+	}
+	store := routeStore(t)
+	if err := store.MarkPending(ctx, []string{user}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.SweepNode(ctx, nodeA.id); err != nil {
+		t.Fatal(err)
+	}
+	if p := nextPush(t, c); p.ID != msg.ID {
+		t.Fatalf("got %+v, want the stored message replayed", p)
+	}
 }

@@ -22,6 +22,10 @@ type routeKeeper struct {
 	metrics *metrics
 	// local lists this node's current routes, for re-recording them.
 	local func() []routes.Route
+	// replay replays the stored messages of the connections of routes (their users have a pending
+	// marker) once the routes are recorded again: pushed while nobody could see those connections,
+	// the messages would otherwise wait for a reconnect that may never come.
+	replay func(rs []routes.Route)
 
 	up    atomic.Bool
 	queue chan routes.Route
@@ -34,8 +38,8 @@ type routeKeeper struct {
 	lost bool
 }
 
-func newRouteKeeper(store *routes.Store, node string, logger *slog.Logger, m *metrics, local func() []routes.Route) *routeKeeper {
-	k := &routeKeeper{store: store, node: node, logger: logger, metrics: m, local: local, queue: make(chan routes.Route, 1<<13)}
+func newRouteKeeper(store *routes.Store, node string, logger *slog.Logger, m *metrics, local func() []routes.Route, replay func([]routes.Route)) *routeKeeper {
+	k := &routeKeeper{store: store, node: node, logger: logger, metrics: m, local: local, replay: replay, queue: make(chan routes.Route, 1<<13)}
 	k.up.Store(true)
 	return k
 }
@@ -159,14 +163,18 @@ func (k *routeKeeper) monitor(ctx context.Context) {
 	}
 }
 
-// resync records every local route, removes this node's routes that no local connection matches, and
-// marks the routes synced.
+// resync records every local route, replays the stored messages of users with a pending marker,
+// removes this node's routes that no local connection matches, and marks the routes synced.
 func (k *routeKeeper) resync(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	local := k.local()
-	if err := k.store.RegisterAll(ctx, local); err != nil {
+	pending, err := k.store.RegisterAllPending(ctx, local)
+	if err != nil {
 		return err
+	}
+	if len(pending) > 0 {
+		go k.replay(pending)
 	}
 	k.mu.Lock()
 	lost := k.lost

@@ -66,7 +66,7 @@ func newServer(cfg Config, logger *slog.Logger, deps serverDeps) (*server, error
 	}
 	s.seq.Store(uint64(time.Now().UnixNano()))
 	s.pong, _ = json.Marshal(map[string]string{"type": wire.TypePong})
-	s.routes = newRouteKeeper(deps.routes, cfg.NodeID, logger, m, s.localRoutes)
+	s.routes = newRouteKeeper(deps.routes, cfg.NodeID, logger, m, s.localRoutes, s.replayRoutes)
 	s.acks = newAckForwarder(deps.pushRoute, logger, m, defaultAckOptions())
 	s.replays = newReplayer(deps.pushRoute, logger, m, s.draining.Load)
 	engine, err := wsconn.NewEngine(wsconn.Config{Pollers: cfg.Pollers, Workers: cfg.Workers, MaxMessage: cfg.MaxFrame}, s)
@@ -95,6 +95,27 @@ func (s *server) run(ctx context.Context) {
 }
 
 // localRoutes lists the routes of every local connection, for re-recording them in Redis.
+// replayRoutes replays the pending messages of the connections rs name, as at their connect.
+func (s *server) replayRoutes(rs []routes.Route) {
+	want := make(map[string]bool, len(rs))
+	for _, r := range rs {
+		want[r.ConnID] = true
+	}
+	var mu sync.Mutex
+	var conns []*wsconn.Conn
+	s.hub.Each(2, func(c *wsconn.Conn) {
+		if want[s.connID(c)] {
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	})
+	s.logger.Info("replaying stored messages to connections whose routes were recorded again", "connections", len(conns))
+	for _, c := range conns {
+		s.replays.enqueue(c)
+	}
+}
+
 func (s *server) localRoutes() []routes.Route {
 	var mu sync.Mutex
 	var rs []routes.Route

@@ -24,6 +24,7 @@ type Config struct {
 	LoginPerIP       int // login attempts per client address per minute (also the burst)
 	ClientIPHeader   string
 	BcryptCost       int
+	MySQLTimeout     time.Duration
 	LogLevel         string
 	ShutdownTimeout  time.Duration
 }
@@ -43,10 +44,14 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.LoginPerIP, "login-rate-per-ip", 120, "login attempts allowed per client address per minute (429 above)")
 	fs.StringVar(&c.ClientIPHeader, "client-ip-header", "", "header carrying the client address when behind a proxy (e.g. X-Forwarded-For); empty uses the peer address")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", 10, "bcrypt cost for password hashes")
+	fs.DurationVar(&c.MySQLTimeout, "mysql-timeout", 2*time.Second, "bound of one request's MySQL work (an account or API key check); past it the request answers 503 unavailable instead of waiting on a frozen database")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return Config{}, err
+	}
+	if c.MySQLTimeout <= 0 {
+		return Config{}, fmt.Errorf("-mysql-timeout must be positive")
 	}
 	if c.PrivateKey == "" {
 		return Config{}, fmt.Errorf("-jwt-private-key (%s) is required", config.EnvName("jwt-private-key"))

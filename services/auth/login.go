@@ -81,7 +81,9 @@ func handleLogin(logger *slog.Logger, maxBody int64, limits loginLimits, d serve
 			return
 		}
 
-		err := d.accounts.Authenticate(r.Context(), req.UID, req.Password)
+		ctx, cancel := context.WithTimeout(r.Context(), d.mysqlTimeout)
+		err := d.accounts.Authenticate(ctx, req.UID, req.Password)
+		cancel()
 		switch {
 		case errors.Is(err, account.ErrBadCredentials):
 			d.metrics.logins.WithLabelValues("bad_credentials").Inc()
@@ -116,7 +118,9 @@ func handleTokens(logger *slog.Logger, maxBody int64, d serverDeps) http.Handler
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnauthorized, "an API key is required: Authorization: Bearer <key>"))
 			return
 		}
-		_, err := d.keys.Verify(r.Context(), key)
+		ctx, cancel := context.WithTimeout(r.Context(), d.mysqlTimeout)
+		_, err := d.keys.Verify(ctx, key)
+		cancel()
 		switch {
 		case errors.Is(err, apikey.ErrInvalid):
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnauthorized, "invalid or revoked API key"))

@@ -78,6 +78,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		nodes:    nodes,
 		ready:    readyChecks(mysqlReady, zk),
 		metrics:  metrics,
+
+		mysqlTimeout: cfg.MySQLTimeout,
 	}
 	return service.Serve(ctx, logger, cfg.ShutdownTimeout,
 		service.Listener{Name: "public", Addr: cfg.ListenAddr, Handler: NewServer(logger, cfg, deps)},

@@ -22,6 +22,9 @@ type serverDeps struct {
 	nodes    *nodePicker
 	ready    []health.Check
 	metrics  *metrics
+	// mysqlTimeout bounds a request's account or key check: a frozen MySQL holds the pooled
+	// connections until their I/O deadline, and requests would queue behind them.
+	mysqlTimeout time.Duration
 }
 
 // NewServer returns auth's public API. Every endpoint is listed here.

@@ -86,3 +86,66 @@ func TestWriteError(t *testing.T) {
 		})
 	}
 }
+
+func TestDecodeStrict(t *testing.T) {
+	type push struct {
+		UIDs []string `json:"uids"`
+		TTLS int64    `json:"ttl_s"`
+		Data any      `json:"data"`
+	}
+	for body, want := range map[string]string{
+		`{"uids":["a"],"ttl":60}`:    `unknown field "ttl"; did you mean "ttl_s"?`,
+		`{"uids":["a"],"uid":"x"}`:   `unknown field "uid"; did you mean "uids"?`,
+		`{"uids":["a"],"dta":1}`:     `unknown field "dta"; did you mean "data"?`,
+		`{"uids":["a"],"colour":1}`:  `unknown field "colour"`,
+		`{"uids":["a"],"ttl_s":60}`:  ``,
+		`{"uids":["a"],"TTL_S":60}`:  ``, // encoding/json matches names without regard to case
+		`{"uids":["a"],"ttl_s":"x"}`: `field "ttl_s" must be int64`,
+	} {
+		var dst push
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		err := DecodeStrict(httptest.NewRecorder(), r, 0, &dst)
+		var apiErr *Error
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", body, err)
+		case want != "" && (!errors.As(err, &apiErr) || apiErr.Message != want):
+			t.Errorf("%s: %v, want %q", body, err, want)
+		case want != "" && strings.HasPrefix(want, "unknown") && apiErr.Code != CodeInvalidRequest:
+			t.Errorf("%s: code %s, want invalid_request", body, apiErr.Code)
+		}
+	}
+	// The lenient decoder of the internal APIs still ignores fields it does not know.
+	var dst struct{ A int }
+	if err := DecodeJSON(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"A":1,"B":2}`)), 0, &dst); err != nil || dst.A != 1 {
+		t.Fatalf("lenient: %v %+v", err, dst)
+	}
+}
+
+func TestUnrouted(t *testing.T) {
+	mux := http.NewServeMux()
+	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	mux.Handle("POST /v1/push", ok)
+	mux.Handle("GET /v1/users/{uid}", ok)
+	mux.Handle("DELETE /v1/users/{uid}", ok)
+	mux.Handle("/", Unrouted(mux, "/"))
+	for _, c := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"GET", "/v1/push", 405, "POST"},
+		{"PUT", "/v1/users/x", 405, "GET, DELETE, HEAD"},
+		{"GET", "/v1/nothing", 404, ""},
+		{"POST", "/v1/push", 200, ""},
+	} {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest(c.method, c.path, nil))
+		if w.Code != c.status || w.Header().Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d Allow %q, want %d %q", c.method, c.path, w.Code, w.Header().Get("Allow"), c.status, c.allow)
+		}
+		if c.status != 200 && w.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: Content-Type %q", c.method, c.path, w.Header().Get("Content-Type"))
+		}
+	}
+}

@@ -20,15 +20,32 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // DecodeJSON reads one JSON value from the request body into dst, reading at most limit bytes.
-// Unknown fields are ignored so older servers accept newer clients. The returned error is an *Error:
-// body_too_large (413) over the limit, malformed_json (400) for anything that is not one JSON value of
-// the right shape.
+// Unknown fields are ignored, so an older program accepts a newer one's calls: it is for the internal
+// APIs, whose two sides are upgraded one at a time. The returned error is an *Error: body_too_large
+// (413) over the limit, malformed_json (400) for anything that is not one JSON value of the right shape.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, dst any) error {
+	return decode(w, r, limit, dst, false)
+}
+
+// DecodeStrict is DecodeJSON for the public APIs: a field dst does not have is a 400 invalid_request
+// naming it, with the field that was probably meant, because a misspelt optional field ("ttl" for
+// "ttl_s") would otherwise be dropped without a word.
+func DecodeStrict(w http.ResponseWriter, r *http.Request, limit int64, dst any) error {
+	return decode(w, r, limit, dst, true)
+}
+
+func decode(w http.ResponseWriter, r *http.Request, limit int64, dst any, strict bool) error {
 	if limit <= 0 {
 		limit = DefaultMaxBody
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(dst); err != nil {
+		if field, ok := unknownField(err); ok {
+			return unknownFieldError(field, dst)
+		}
 		return decodeError(err, limit)
 	}
 	// Trailing data after the value means the body is not one JSON document.

@@ -231,7 +231,7 @@ type accountRequest struct {
 func handleAccountCreateAPI(logger *slog.Logger, d serverDeps, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req accountRequest
-		if err := httpapi.DecodeJSON(w, r, maxBody, &req); err != nil {
+		if err := httpapi.DecodeStrict(w, r, maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
@@ -260,7 +260,7 @@ func handleAccountPasswordAPI(logger *slog.Logger, d serverDeps, maxBody int64) 
 		var req accountRequest
 		// An empty body asks for a generated password.
 		if r.ContentLength != 0 {
-			if err := httpapi.DecodeJSON(w, r, maxBody, &req); err != nil {
+			if err := httpapi.DecodeStrict(w, r, maxBody, &req); err != nil {
 				httpapi.WriteError(w, err)
 				return
 			}

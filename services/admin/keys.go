@@ -148,7 +148,7 @@ func handleKeyCreateAPI(logger *slog.Logger, d serverDeps, maxBody int64) http.H
 		var req struct {
 			Name string `json:"name"`
 		}
-		if err := httpapi.DecodeJSON(w, r, maxBody, &req); err != nil {
+		if err := httpapi.DecodeStrict(w, r, maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}

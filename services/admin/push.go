@@ -127,7 +127,7 @@ func sendForm(r *http.Request, logger *slog.Logger, d serverDeps, form pushForm)
 func handlePushAPI(logger *slog.Logger, d serverDeps, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req wire.PushRequest
-		if err := httpapi.DecodeJSON(w, r, maxBody, &req); err != nil {
+		if err := httpapi.DecodeStrict(w, r, maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
@@ -152,7 +152,7 @@ func handlePushAPI(logger *slog.Logger, d serverDeps, maxBody int64) http.Handle
 func handleBroadcastAPI(logger *slog.Logger, d serverDeps, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req wire.PushBroadcastRequest
-		if err := httpapi.DecodeJSON(w, r, maxBody, &req); err != nil {
+		if err := httpapi.DecodeStrict(w, r, maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}

@@ -78,9 +78,7 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 	api("GET /api/v1/upstream", "upstream", handleUpstreamAPI(logger, d))
 	api("GET /api/v1/nodes", "nodes", handleNodesAPI(d))
 	api("POST /api/v1/nodes/{id}/drain", "drain", handleDrainAPI(logger, d))
-	mux.Handle("/api/", d.metrics.http.Wrap(logger, "unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
-	})))
+	mux.Handle("/api/", d.metrics.http.Wrap(logger, "unknown", httpapi.Unrouted(mux, "/api/", "/")))
 
 	mux.Handle("/", d.metrics.http.Wrap(logger, "unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		renderStatus(w, r, http.StatusNotFound, "Not found", "There is no page "+r.Method+" "+r.URL.Path+".")

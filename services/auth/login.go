@@ -51,7 +51,7 @@ type loginLimits struct {
 func handleLogin(logger *slog.Logger, maxBody int64, limits loginLimits, d serverDeps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req loginRequest
-		if err := httpapi.DecodeJSON(w, r, maxBody, &req); err != nil {
+		if err := httpapi.DecodeStrict(w, r, maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
@@ -131,7 +131,7 @@ func handleTokens(logger *slog.Logger, maxBody int64, d serverDeps) http.Handler
 			return
 		}
 		var req tokenRequest
-		if err := httpapi.DecodeJSON(w, r, maxBody, &req); err != nil {
+		if err := httpapi.DecodeStrict(w, r, maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
@@ -150,12 +150,6 @@ func handleTokens(logger *slog.Logger, maxBody int64, d serverDeps) http.Handler
 		}
 		d.metrics.tokens.Inc()
 		httpapi.WriteJSON(w, http.StatusOK, resp)
-	})
-}
-
-func handleNotFound() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 }
 

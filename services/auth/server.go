@@ -10,6 +10,7 @@ import (
 	"github.com/heraldpush/herald/pkg/apikey"
 	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/health"
+	"github.com/heraldpush/herald/pkg/httpapi"
 	"github.com/heraldpush/herald/pkg/ratelimit"
 	"github.com/heraldpush/herald/pkg/token"
 )
@@ -40,7 +41,7 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 	mux.Handle("POST /v1/tokens", wrap(logger, "tokens", handleTokens(logger, cfg.MaxBody, d)))
 	mux.Handle("GET /healthz", health.Healthz())
 	mux.Handle("GET /readyz", health.Readyz(2*time.Second, d.ready...))
-	mux.Handle("/", wrap(logger, "unknown", handleNotFound()))
+	mux.Handle("/", wrap(logger, "unknown", httpapi.Unrouted(mux, "/")))
 	return mux
 }
 

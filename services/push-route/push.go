@@ -74,7 +74,7 @@ func handlePush(logger *slog.Logger, l limits, d *dispatcher, store *inbox.Store
 		ctx := r.Context()
 		trace := traceID(ctx)
 		var req wire.PushRequest
-		if err := httpapi.DecodeJSON(w, r, l.maxBody, &req); err != nil {
+		if err := httpapi.DecodeStrict(w, r, l.maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
@@ -162,7 +162,7 @@ func respondDuplicate(w http.ResponseWriter, r *http.Request, logger *slog.Logge
 func handleBroadcast(logger *slog.Logger, l limits, d *dispatcher, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req wire.PushBroadcastRequest
-		if err := httpapi.DecodeJSON(w, r, l.maxBody, &req); err != nil {
+		if err := httpapi.DecodeStrict(w, r, l.maxBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}

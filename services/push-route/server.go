@@ -42,9 +42,7 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 	mux.Handle("GET /v1/users/{uid}/connections", api("connections", handleConnections(logger, d.routes, d.nodes)))
 	mux.Handle("GET /healthz", health.Healthz())
 	mux.Handle("GET /readyz", health.Readyz(2*time.Second, d.ready...))
-	mux.Handle("/", d.metrics.http.Wrap(logger, "unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
-	})))
+	mux.Handle("/", d.metrics.http.Wrap(logger, "unknown", httpapi.Unrouted(mux, "/")))
 	return mux
 }
 

@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		keys:     apikey.NewStore(db),
 		signer:   signer,
 		nodes:    nodes,
-		ready:    readyChecks(mysqlReady, zk),
+		ready:    readyChecks(mysqlReady, zk, nodes),
 		metrics:  metrics,
 
 		mysqlTimeout: cfg.MySQLTimeout,

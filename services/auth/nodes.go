@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -84,6 +85,20 @@ func (p *nodePicker) expireHold() {
 		p.metrics.liveNodes.Set(0)
 	}
 	p.mu.Unlock()
+}
+
+// ready fails while no push-server takes logins (none registered, or all draining): every login
+// would answer 503 no_push_server, so a load balancer should not send any here. While ZooKeeper
+// cannot be read the zookeeper check says so; this one judges only the last view.
+func (p *nodePicker) ready(context.Context) error {
+	p.expireHold()
+	p.mu.RLock()
+	n := len(p.byID)
+	p.mu.RUnlock()
+	if n == 0 {
+		return errors.New("no push-server takes logins (none registered, or all draining)")
+	}
+	return nil
 }
 
 // pick returns uid's push-server. failed, when set, is the node the client says just failed it (a

@@ -45,9 +45,10 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 	return mux
 }
 
-func readyChecks(mysql func(context.Context) error, zk *discovery.Client) []health.Check {
+func readyChecks(mysql func(context.Context) error, zk *discovery.Client, nodes *nodePicker) []health.Check {
 	return []health.Check{
 		{Name: "mysql", Probe: mysql},
 		{Name: "zookeeper", Probe: zk.Check},
+		{Name: "push-servers", Probe: nodes.ready},
 	}
 }

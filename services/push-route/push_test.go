@@ -239,7 +239,8 @@ func TestPushBadInput(t *testing.T) {
 		{"ttl too long", apiKey, map[string]any{"uids": []string{"a"}, "data": 1, "ttl_s": 365 * 86400}, 400, "invalid_request"},
 		{"bad caller id", apiKey, map[string]any{"uids": []string{"a"}, "data": 1, "id": "has space"}, 400, "invalid_request"},
 		{"body over 1 MiB", apiKey, `{"uids":["a"],"data":"` + strings.Repeat("x", 1<<20) + `"}`, 413, "body_too_large"},
-		{"unknown fields and unknown uids are fine", apiKey, map[string]any{"uids": []string{"never-seen"}, "data": 1, "extra": true}, 200, ""},
+		{"unknown uids are fine", apiKey, map[string]any{"uids": []string{"never-seen"}, "data": 1}, 200, ""},
+		{"an unknown field is refused", apiKey, map[string]any{"uids": []string{"never-seen"}, "data": 1, "extra": true}, 400, "invalid_request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,21 +25,6 @@ func startServices(ctx context.Context, procs *supervisor, in infra, c credentia
 		KafkaBrokers:   in.kafka.Brokers,
 	}
 
-	if err := procs.start("auth", "auth", map[string]string{
-		"HERALD_LISTEN_ADDR":     o.addr(1, false),
-		"HERALD_INTERNAL_ADDR":   o.addr(1, true),
-		"HERALD_MYSQL_DSN":       in.mysql.DSN,
-		"HERALD_ZOOKEEPER":       in.zk.Addr,
-		"HERALD_JWT_PRIVATE_KEY": c.privateKeyFile,
-		"HERALD_LOG_LEVEL":       o.logLevel,
-	}); err != nil {
-		return stack, err
-	}
-	if err := procs.waitReady(ctx, "auth", "http://"+o.addr(1, true)+"/readyz"); err != nil {
-		return stack, err
-	}
-	stack.AuthURL = "http://" + o.addr(1, false)
-
 	if err := procs.start("push-route", "push-route", map[string]string{
 		"HERALD_LISTEN_ADDR":     o.addr(0, false),
 		"HERALD_INTERNAL_ADDR":   o.addr(0, true),
@@ -78,6 +63,22 @@ func startServices(ctx context.Context, procs *supervisor, in infra, c credentia
 		}
 		stack.PushServers = append(stack.PushServers, ps)
 	}
+
+	// auth is ready only once a push-server takes logins, so it starts after them.
+	if err := procs.start("auth", "auth", map[string]string{
+		"HERALD_LISTEN_ADDR":     o.addr(1, false),
+		"HERALD_INTERNAL_ADDR":   o.addr(1, true),
+		"HERALD_MYSQL_DSN":       in.mysql.DSN,
+		"HERALD_ZOOKEEPER":       in.zk.Addr,
+		"HERALD_JWT_PRIVATE_KEY": c.privateKeyFile,
+		"HERALD_LOG_LEVEL":       o.logLevel,
+	}); err != nil {
+		return stack, err
+	}
+	if err := procs.waitReady(ctx, "auth", "http://"+o.addr(1, true)+"/readyz"); err != nil {
+		return stack, err
+	}
+	stack.AuthURL = "http://" + o.addr(1, false)
 
 	if err := procs.start("admin", "admin", map[string]string{
 		"HERALD_LISTEN_ADDR":     o.addr(10, false),

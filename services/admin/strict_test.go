@@ -10,11 +10,11 @@ import (
 // naming it (and the field probably meant), rather than dropping it; a wrong method is a 405.
 func TestAPIRefusesUnknownFields(t *testing.T) {
 	for path, body := range map[string]map[string]any{
-		"/api/v1/push":                      {"uids": []string{"u"}, "data": 1, "ttl": 60},
-		"/api/v1/broadcast":                 {"data": 1, "ttl_s": 60},
-		"/api/v1/accounts":                  {"uid": "strict-1", "password": "password-1", "pasword": "x"},
+		"/api/v1/push":                       {"uids": []string{"u"}, "data": 1, "ttl": 60},
+		"/api/v1/broadcast":                  {"data": 1, "ttl_s": 60},
+		"/api/v1/accounts":                   {"uid": "strict-1", "password": "password-1", "pasword": "x"},
 		"/api/v1/accounts/strict-1/password": {"password": "password-2", "old_password": "x"},
-		"/api/v1/keys":                      {"name": "strict", "nmae": "x"},
+		"/api/v1/keys":                       {"name": "strict", "nmae": "x"},
 	} {
 		r := api(t, http.MethodPost, path, body)
 		if r.status != http.StatusBadRequest || r.code() != "invalid_request" || !strings.Contains(string(r.body), "unknown field") {

@@ -273,3 +273,29 @@ func TestMySQLFrozen(t *testing.T) {
 		t.Fatalf("outcomes %v, want 65 × 503 unavailable", outcomes)
 	}
 }
+
+// TestNotReadyWithoutPushServers: while no push-server takes logins, every login would answer 503
+// no_push_server, so /readyz says so and a load balancer sends logins elsewhere.
+func TestNotReadyWithoutPushServers(t *testing.T) {
+	zk := testenv.NewZooKeeper(t)
+	a := startAuth(t, servers{zk: zk}, nil)
+	notReady := func() error {
+		r := get(t, a.internalURL+"/readyz")
+		if r.status != 503 || !strings.Contains(string(r.body), "push-servers:") {
+			return fmt.Errorf("%d %s, want 503 naming push-servers", r.status, r.body)
+		}
+		return nil
+	}
+	eventually(t, "not ready with no push-server registered", notReady)
+	reg := registerNode(t, zk, node("ps-ready"))
+	eventually(t, "ready with one", func() error {
+		if r := get(t, a.internalURL+"/readyz"); r.status != 200 {
+			return fmt.Errorf("%d %s", r.status, r.body)
+		}
+		return nil
+	})
+	if err := reg.SetDraining(true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "not ready when the only one drains", notReady)
+}

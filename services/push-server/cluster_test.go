@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -425,14 +425,20 @@ func startAuth(t *testing.T, mysql *testenv.MySQL, zkServer *testenv.ZooKeeper) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	eventually(t, "auth ready", func() error {
+	// Ready but for the push-servers, which start after it: MySQL migrated (the key below needs the
+	// schema) and ZooKeeper watched.
+	eventually(t, "auth's MySQL and ZooKeeper ready", func() error {
 		resp, err := http.Get("http://" + internal + "/readyz")
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return errors.New(resp.Status)
+		defer resp.Body.Close()
+		var body struct{ Checks map[string]string }
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			return err
+		}
+		if body.Checks["mysql"] != "ok" || body.Checks["zookeeper"] != "ok" {
+			return fmt.Errorf("%s %v", resp.Status, body.Checks)
 		}
 		return nil
 	})

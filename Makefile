@@ -5,8 +5,12 @@ GO       ?= go
 ALL      := github.com/heraldpush/herald/...
 BIN      := .herald/bin
 SERVICES := admin auth push-route push-server
+# The version stamped into the binaries (-version, /healthz): the tag on this commit, or how far past
+# the last tag it is; "devel" outside a git checkout.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS  := -X github.com/heraldpush/herald/pkg/buildinfo.stamped=$(VERSION)
 
-.PHONY: run test deps build vet fmt-check fuzz chaos
+.PHONY: run test deps build vet fmt-check fuzz chaos release
 
 run: deps build
 	$(GO) run ./tools/stack -bin $(BIN)
@@ -15,6 +19,7 @@ run: deps build
 test: deps fmt-check vet
 	@scripts/install-deps.sh chromium
 	$(GO) test -race -count=1 -timeout 15m $(ALL)
+	$(GO) test -count=1 -run 'TestWatchEmptiesWhenZooKeeperIsGone' ./pkg/discovery
 	@scripts/fuzz.sh 3s
 
 # Every fuzz target for longer (FUZZTIME each).
@@ -31,7 +36,18 @@ deps:
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ $(addprefix ./services/,$(SERVICES))
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(addprefix ./services/,$(SERVICES))
+
+# A release: static binaries of every service for linux/amd64 and linux/arm64, stamped with VERSION,
+# in dist/VERSION/ with their SHA-256 sums. Tag first (git tag -a vX.Y.Z), then make release.
+release:
+	@rm -rf dist/$(VERSION) && mkdir -p dist/$(VERSION)
+	@for arch in amd64 arm64; do for svc in $(SERVICES); do \
+		echo "build herald-$$svc linux/$$arch $(VERSION)"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" \
+			-o dist/$(VERSION)/herald-$$svc-linux-$$arch ./services/$$svc || exit 1; \
+	done; done
+	@cd dist/$(VERSION) && sha256sum herald-* > SHA256SUMS && cat SHA256SUMS
 
 vet:
 	$(GO) vet $(ALL)

@@ -3,10 +3,14 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
 )
+
+// ErrVersion is what Parse returns when -version was given: the caller prints its version and exits.
+var ErrVersion = errors.New("version requested")
 
 // EnvPrefix starts the name of every environment variable Herald reads.
 const EnvPrefix = "HERALD_"
@@ -20,9 +24,15 @@ func EnvName(name string) string {
 // variable (see EnvName) when that is set and not empty, so flags win over the environment and the
 // environment over defaults. getenv is passed in (os.Getenv in main) so tests need not touch the process
 // environment.
+//
+// Every binary also takes -version, for which Parse returns ErrVersion.
 func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *version {
+		return ErrVersion
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"io"
 	"testing"
@@ -40,5 +41,17 @@ func TestParse(t *testing.T) {
 				t.Fatalf("got addr %q ttl %v, want %q %v", *addr, *ttl, tt.wantAddr, tt.wantTTL)
 			}
 		})
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.String("redis-addr", "", "")
+	if err := Parse(fs, []string{"-version"}, func(string) string { return "" }); !errors.Is(err, ErrVersion) {
+		t.Fatalf("-version: %v, want ErrVersion", err)
+	}
+	fs = flag.NewFlagSet("x", flag.ContinueOnError)
+	if err := Parse(fs, nil, func(k string) string { return map[string]string{"HERALD_VERSION": "1"}[k] }); err != nil {
+		t.Fatalf("HERALD_VERSION in the environment is not a request: %v", err)
 	}
 }

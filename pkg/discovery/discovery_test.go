@@ -157,6 +157,12 @@ func TestReRegisterAfterSessionExpiry(t *testing.T) {
 }
 
 func TestWatchEmptiesWhenZooKeeperIsGone(t *testing.T) {
+	if raceDetector {
+		// go-zookeeper/zk reads its last zxid while resending watches on a new connection as the old
+		// connection's receive loop may still write it (upstream go-zookeeper/zk#35, unfixed); this
+		// test's cut-and-reconnect hits that now and then. make test runs it again without -race.
+		t.Skip("the client library's own race on reconnect; run without -race")
+	}
 	proxy := newProxy(t, zkServer.Addr)
 	if _, err := dial(t, zkServer.Addr).Register(context.Background(), Node{ID: "ps-seen"}); err != nil {
 		t.Fatal(err)

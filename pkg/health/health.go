@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldpush/herald/pkg/buildinfo"
 	"github.com/heraldpush/herald/pkg/httpapi"
 )
 
@@ -19,10 +20,11 @@ type Check struct {
 	Probe func(ctx context.Context) error
 }
 
-// Healthz answers 200 while the process can serve HTTP at all.
+// Healthz answers 200 while the process can serve HTTP at all, with the binary's version, so an
+// operator can see what runs where.
 func Healthz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": buildinfo.Version()})
 	})
 }
 

@@ -17,8 +17,11 @@ import (
 	"sync"
 	"syscall"
 
+	"errors"
 	"github.com/heraldpush/herald/pkg/account"
 	"github.com/heraldpush/herald/pkg/apikey"
+	"github.com/heraldpush/herald/pkg/buildinfo"
+	"github.com/heraldpush/herald/pkg/config"
 	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/mysqldb"
 	"github.com/heraldpush/herald/pkg/service"
@@ -36,6 +39,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer stop()
 
 	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, config.ErrVersion) {
+		fmt.Fprintln(stdout, "herald-admin", buildinfo.Version())
+		return nil
+	}
 	if err != nil {
 		return err
 	}

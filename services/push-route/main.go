@@ -20,8 +20,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"errors"
 	"github.com/heraldpush/herald/pkg/apiclient"
 	"github.com/heraldpush/herald/pkg/apikey"
+	"github.com/heraldpush/herald/pkg/buildinfo"
+	"github.com/heraldpush/herald/pkg/config"
 	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/mysqldb"
 	"github.com/heraldpush/herald/pkg/routes"
@@ -41,6 +44,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer stop()
 
 	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, config.ErrVersion) {
+		fmt.Fprintln(stdout, "herald-push-route", buildinfo.Version())
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/heraldpush/herald/pkg/buildinfo"
+	"github.com/heraldpush/herald/pkg/config"
 	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/service"
@@ -39,6 +41,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer stop()
 
 	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, config.ErrVersion) {
+		fmt.Fprintln(stdout, "herald-push-server", buildinfo.Version())
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,36 @@ var (
 	// another algorithm or an unknown or wrong key, meant for another
 	// audience, or with a missing or malformed uid or device.
 	ErrInvalid = errors.New("token invalid")
+
+	errUnknownKey = errors.New("unknown key id")
+	errBadClaims  = errors.New("claims not as Herald issues them")
 )
+
+// Reason names what was wrong with a token Verify refused, in a word a client may see and an operator
+// can count: expired, unknown_key, bad_signature, wrong_audience, not_yet_valid, malformed,
+// bad_claims, or invalid for anything else. It says which check failed, never anything of the keys.
+func Reason(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrExpired):
+		return "expired"
+	case errors.Is(err, errUnknownKey):
+		return "unknown_key"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "bad_signature"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "wrong_audience"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "not_yet_valid"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed"
+	case errors.Is(err, errBadClaims):
+		return "bad_claims"
+	default:
+		return "invalid"
+	}
+}
 
 // KeyID names a public key for the kid header. It is derived from the key
 // itself (base64url of the first 12 bytes of its SHA-256) so that signer and
@@ -210,7 +239,7 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 	kid, _ := t.Header["kid"].(string)
 	k, ok := v.keys[kid]
 	if !ok {
-		return nil, fmt.Errorf("unknown key id %q", kid)
+		return nil, fmt.Errorf("%w %q", errUnknownKey, kid)
 	}
 	return k, nil
 }
@@ -228,7 +257,7 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	// token is genuine. Report anything else wrong with it before expiry:
 	// logging in again is the cure for an expired token only.
 	if werr := c.wellFormed(); werr != nil {
-		return Claims{}, fmt.Errorf("%w: %w", ErrInvalid, werr)
+		return Claims{}, fmt.Errorf("%w: %w: %w", ErrInvalid, errBadClaims, werr)
 	}
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrExpired, err)

@@ -304,3 +304,33 @@ func BenchmarkSign(b *testing.B) {
 		}
 	}
 }
+
+// TestReason: each way a token fails is named, so a refused client and the operator can tell them
+// apart; the words carry nothing of the keys.
+func TestReason(t *testing.T) {
+	pub, priv := newKey(t)
+	_, otherPriv := newKey(t)
+	v := NewVerifier(pub)
+	v.Now = at(t0)
+	kid := KeyID(pub)
+	good := forge(t, jwt.SigningMethodEdDSA, priv, kid, goodClaims())
+	parts := strings.Split(good, ".")
+	for name, c := range map[string]struct {
+		token, want string
+	}{
+		"good":           {good, ""},
+		"expired":        {forge(t, jwt.SigningMethodEdDSA, priv, kid, with(goodClaims(), "exp", t0.Add(-time.Hour).Unix())), "expired"},
+		"unknown key":    {forge(t, jwt.SigningMethodEdDSA, otherPriv, "nope", goodClaims()), "unknown_key"},
+		"bad signature":  {forge(t, jwt.SigningMethodEdDSA, otherPriv, kid, goodClaims()), "bad_signature"},
+		"wrong audience": {forge(t, jwt.SigningMethodEdDSA, priv, kid, with(goodClaims(), "aud", "someone-else")), "wrong_audience"},
+		"not yet valid":  {forge(t, jwt.SigningMethodEdDSA, priv, kid, with(goodClaims(), "nbf", t0.Add(time.Hour).Unix())), "not_yet_valid"},
+		"malformed":      {"garbage", "malformed"},
+		"cut":            {parts[0] + "." + parts[1], "malformed"},
+		"bad claims":     {forge(t, jwt.SigningMethodEdDSA, priv, kid, with(goodClaims(), "sub", "a|b")), "bad_claims"},
+	} {
+		_, err := v.Verify(c.token)
+		if got := Reason(err); got != c.want {
+			t.Errorf("%s: Reason %q (err %v), want %q", name, got, err, c.want)
+		}
+	}
+}

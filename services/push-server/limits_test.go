@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/heraldpush/herald/pkg/token"
 	"github.com/heraldpush/herald/pkg/wire"
 )
 
@@ -305,5 +307,44 @@ func TestBinaryEncoding(t *testing.T) {
 	b, op, err = wsutil.ReadServerData(conn)
 	if err != nil || op != ws.OpBinary || !bytes.Contains(b, []byte(`"b1"`)) {
 		t.Fatalf("push as %v %s %v, want a binary frame", op, b, err)
+	}
+}
+
+// TestRefusedTokensSayWhy: a refused upgrade says which check the token failed, and the node counts
+// refusals by reason, so an operator debugging a client can tell a rotated key from a garbled token.
+func TestRefusedTokensSayWhy(t *testing.T) {
+	n := startNode(t, "ps-refuse-why", nodeOpts{})
+	_, otherPriv, err := token.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, _, err := token.NewSigner(otherPriv, time.Hour).Sign("u", "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := strings.Split(tokenFor(t, "u", "d"), ".")
+	forged := good[0] + "." + good[1] + "." + strings.Split(foreign, ".")[2]
+	for reason, c := range map[string]struct{ tok, says string }{
+		"unknown_key":   {foreign, "key this node does not know"},
+		"bad_signature": {forged, "signature does not match"},
+		"malformed":     {"abc", "not a well-formed JWT"},
+	} {
+		var body []byte
+		d := ws.Dialer{OnStatusError: func(status int, reason []byte, resp io.Reader) { body, _ = io.ReadAll(resp) }}
+		_, _, _, err := d.Dial(t.Context(), n.wsURL+"?token="+c.tok)
+		if se, ok := err.(ws.StatusError); !ok || int(se) != 401 || !strings.Contains(string(body), c.says) {
+			t.Errorf("%s: %v, body %q; want 401 saying %q", reason, err, body, c.says)
+		}
+	}
+	resp, err := http.Get(n.internalURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, _ := io.ReadAll(resp.Body)
+	for _, reason := range []string{"unknown_key", "bad_signature", "malformed"} {
+		if !strings.Contains(string(metrics), `herald_ws_refused_total{reason="`+reason+`"} 1`) {
+			t.Errorf("no refusal counted for %s", reason)
+		}
 	}
 }

@@ -117,32 +117,59 @@ func (s *server) handshake(nc net.Conn) {
 	s.open(fd, hs)
 }
 
-// admit decides, before answering the upgrade, whether this connection may open.
+// admit decides, before answering the upgrade, whether this connection may open. Every refusal is
+// counted by reason (herald_ws_refused_total) and its body says which check failed.
 func (s *server) admit(hs *handshakeState) error {
 	if s.draining.Load() {
-		return reject(503, "draining", "this node is shutting down; log in again")
+		return s.refuse("draining", 503, "draining", "this node is shutting down; log in again")
 	}
 	if len(s.cfg.AllowedOrigins) > 0 && hs.origin != "" && !slices.Contains(s.cfg.AllowedOrigins, hs.origin) {
-		return reject(403, "forbidden", "origin not allowed")
+		return s.refuse("origin", 403, "forbidden", "origin not allowed")
 	}
 	if hs.token == "" {
-		return reject(401, "unauthorized", "a token is required: ?token= or Authorization: Bearer")
+		return s.refuse("no_token", 401, "unauthorized", "a token is required: ?token= or Authorization: Bearer")
 	}
 	claims, err := s.verifier.Verify(hs.token)
-	switch {
-	case errors.Is(err, token.ErrExpired):
-		return reject(401, "token_expired", "the token has expired; log in again")
-	case err != nil:
-		return reject(401, "unauthorized", "invalid token")
+	if err != nil {
+		reason := token.Reason(err)
+		if reason == "expired" {
+			return s.refuse(reason, 401, "token_expired", "the token has expired; log in again")
+		}
+		return s.refuse(reason, 401, "unauthorized", "invalid token: "+tokenFault(reason))
 	}
 	hs.claims = claims
 	if conns, _ := s.hub.Count(); conns+int(s.pending.Load())-1 >= s.cfg.MaxConns {
-		return reject(503, "node_full", "this node is at its connection limit")
+		return s.refuse("capacity", 503, "node_full", "this node is at its connection limit")
 	}
 	if !s.routes.healthy() {
-		return reject(503, "unavailable", "cannot record routes right now; retry")
+		return s.refuse("redis", 503, "unavailable", "cannot record routes right now; retry")
 	}
 	return nil
+}
+
+// tokenFault says what token.Reason's words mean, for the refusal's message.
+func tokenFault(reason string) string {
+	switch reason {
+	case "unknown_key":
+		return "signed with a key this node does not know (unknown kid: keys rotated, or another issuer)"
+	case "bad_signature":
+		return "the signature does not match its key id"
+	case "wrong_audience":
+		return "issued for another audience"
+	case "not_yet_valid":
+		return "not valid yet (clocks apart?)"
+	case "malformed":
+		return "not a well-formed JWT"
+	case "bad_claims":
+		return "its uid or device is not as Herald issues them"
+	default:
+		return "refused"
+	}
+}
+
+func (s *server) refuse(reason string, status int, code, msg string) error {
+	s.metrics.refused.WithLabelValues(reason).Inc()
+	return reject(status, code, msg)
 }
 
 func upgradeLabel(err error) string {

@@ -149,3 +149,11 @@ func TestUnrouted(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteJSONKeepsAngleBrackets(t *testing.T) {
+	w := httptest.NewRecorder()
+	WriteJSON(w, http.StatusOK, map[string]string{"hint": "Authorization: Bearer <key>"})
+	if !strings.Contains(w.Body.String(), "Bearer <key>") {
+		t.Fatalf("body %s: the hint came out escaped", w.Body.String())
+	}
+}

@@ -15,8 +15,12 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	// JSON bodies are never rendered as HTML (Content-Type and nosniff say so), and escaping would turn
+	// a hint like "Bearer <key>" into "\u003ckey\u003e".
+	enc.SetEscapeHTML(false)
 	// The status is already sent; an encode error can only mean the client went away.
-	_ = json.NewEncoder(w).Encode(v)
+	_ = enc.Encode(v)
 }
 
 // DecodeJSON reads one JSON value from the request body into dst, reading at most limit bytes.

@@ -53,6 +53,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
+// upEnvelope is the room an up frame needs around its data: type, ref (at most 128 bytes) and quoting.
+const upEnvelope = 1 << 10
+
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	var c Config
 	host, _ := os.Hostname()
@@ -80,7 +83,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 5*time.Second, "time allowed for the WebSocket upgrade")
 	fs.IntVar(&c.MaxConns, "max-conns", 1_000_000, "connections this node accepts (503 at upgrade above)")
 	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", 16, "connections per uid; the oldest gets an error frame \"replaced\" and is closed")
-	fs.IntVar(&c.MaxFrame, "max-frame", 64<<10, "largest inbound message in bytes (close 1009 above)")
+	fs.IntVar(&c.MaxFrame, "max-frame", 65<<10, "largest inbound message in bytes (close 1009 above); at least -max-up-data plus 1 KiB for the up frame around the data")
 	fs.IntVar(&c.MaxQueue, "max-queue", 256<<10, "bytes queued for a slow client before it is closed (1013)")
 	fs.Float64Var(&c.MsgRate, "msg-rate", 20, "inbound messages per second per connection (error frame rate_limited above)")
 	fs.IntVar(&c.MsgBurst, "msg-burst", 40, "inbound message burst per connection")
@@ -119,6 +122,10 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("-max-up-inflight must be at least 1")
 	case c.HeartbeatS < 1:
 		return Config{}, fmt.Errorf("-heartbeat must be at least 1 second")
+	case c.MaxFrame < c.MaxUpData+upEnvelope:
+		// Otherwise data just over -max-up-data arrives in a frame over -max-frame, and the device gets
+		// close 1009 instead of the error frame payload_too_large that says what was wrong.
+		return Config{}, fmt.Errorf("-max-frame (%d) must be at least -max-up-data (%d) + %d, the up frame around the data", c.MaxFrame, c.MaxUpData, upEnvelope)
 	}
 	return c, nil
 }

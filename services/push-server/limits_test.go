@@ -19,7 +19,7 @@ import (
 )
 
 func TestBadFrames(t *testing.T) {
-	n := startNode(t, "ps-frames", nodeOpts{env: map[string]string{"HERALD_MAX_FRAME": "1024"}})
+	n := startNode(t, "ps-frames", nodeOpts{env: map[string]string{"HERALD_MAX_FRAME": "1536", "HERALD_MAX_UP_DATA": "512"}})
 
 	t.Run("malformed and unknown frames get error frames and the connection stays", func(t *testing.T) {
 		c := dial(t, n, "frames-a", "d")

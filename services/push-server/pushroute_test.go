@@ -32,3 +32,18 @@ func TestPushRouteURLConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestFrameRoomForUpData: data just over -max-up-data must arrive in a frame the node still reads,
+// so the device hears payload_too_large rather than close 1009; a -max-frame without that room is
+// refused at start.
+func TestFrameRoomForUpData(t *testing.T) {
+	env := map[string]string{"HERALD_JWT_PUBLIC_KEYS": "k", "HERALD_INTERNAL_SECRET": "s"}
+	getenv := func(k string) string { return env[k] }
+	cfg, err := parseConfig(nil, getenv)
+	if err != nil || cfg.MaxFrame < cfg.MaxUpData+upEnvelope {
+		t.Fatalf("defaults: frame %d, data %d, err %v", cfg.MaxFrame, cfg.MaxUpData, err)
+	}
+	if _, err := parseConfig([]string{"-max-frame", "65536", "-max-up-data", "65536"}, getenv); err == nil {
+		t.Fatal("a frame limit equal to the data limit accepted")
+	}
+}

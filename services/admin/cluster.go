@@ -74,6 +74,16 @@ func (c *cluster) get(id string) (discovery.Node, bool) {
 	return discovery.Node{}, false
 }
 
+// lastTakingLogins reports whether id is the only live push-server not draining.
+func (c *cluster) lastTakingLogins(id string) bool {
+	for _, n := range c.list() {
+		if n.ID != id && !n.Draining {
+			return false
+		}
+	}
+	return true
+}
+
 // nodeStatus is a push-server as the console shows it: its znode, and its stats unless it did not answer.
 type nodeStatus struct {
 	discovery.Node
@@ -134,10 +144,13 @@ func (c *cluster) kick(ctx context.Context, uid, reason string) []kickResult {
 
 // drain asks the node to drain: it leaves the ring, tells its clients to reconnect, closes them in
 // batches and exits.
-func (c *cluster) drain(ctx context.Context, id string) error {
+func (c *cluster) drain(ctx context.Context, id string, force bool) error {
 	n, ok := c.get(id)
 	if !ok {
 		return httpapi.Errorf(httpapi.CodeNotFound, "no live push-server %q", id)
+	}
+	if !force && !n.Draining && c.lastTakingLogins(id) {
+		return httpapi.Errorf(httpapi.CodeConflict, "%s is the last push-server taking logins: draining it leaves every device without a node and every login answered 503; drain it anyway with force", id)
 	}
 	if err := c.api.Drain(ctx, n.InternalURL); err != nil {
 		return httpapi.Errorf(httpapi.CodeUnavailable, "push-server %s: %v", id, err)

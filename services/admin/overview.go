@@ -90,6 +90,7 @@ type drainView struct {
 	Node   nodeStatus
 	Typed  string
 	Status string
+	Last   bool // the last push-server taking logins: draining it needs force
 }
 
 // handleDrainConfirm is the step before a drain: the node, its load, and a field where the operator
@@ -99,7 +100,7 @@ func handleDrainConfirm(d serverDeps) http.Handler {
 		id := r.PathValue("id")
 		for _, n := range d.nodes.status(r.Context()) {
 			if n.ID == id {
-				render(w, r, http.StatusOK, "drain", view{Title: "Drain " + id, Nav: "nodes", Data: drainView{Node: n}})
+				render(w, r, http.StatusOK, "drain", view{Title: "Drain " + id, Nav: "nodes", Data: drainView{Node: n, Last: d.nodes.lastTakingLogins(id)}})
 				return
 			}
 		}
@@ -118,11 +119,11 @@ func handleDrainPage(logger *slog.Logger, d serverDeps) http.Handler {
 			}
 			render(w, r, http.StatusBadRequest, "drain", view{
 				Title: "Drain " + id, Nav: "nodes", Error: "Type the node's id exactly to confirm.",
-				Data: drainView{Node: nodeStatus{Node: n}, Typed: typed},
+				Data: drainView{Node: nodeStatus{Node: n}, Typed: typed, Last: d.nodes.lastTakingLogins(id)},
 			})
 			return
 		}
-		if err := drain(r, logger, d, id); err != nil {
+		if err := drain(r, logger, d, id, r.PostFormValue("force") == "yes"); err != nil {
 			render(w, r, statusOf(err), "nodes", view{Title: "Nodes", Nav: "nodes", Error: errText(err), Data: d.nodes.status(r.Context())})
 			return
 		}
@@ -136,7 +137,7 @@ func handleDrainPage(logger *slog.Logger, d serverDeps) http.Handler {
 func handleDrainAPI(logger *slog.Logger, d serverDeps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		if err := drain(r, logger, d, id); err != nil {
+		if err := drain(r, logger, d, id, r.URL.Query().Get("force") == "true"); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
@@ -144,8 +145,9 @@ func handleDrainAPI(logger *slog.Logger, d serverDeps) http.Handler {
 	})
 }
 
-func drain(r *http.Request, logger *slog.Logger, d serverDeps, id string) error {
-	if err := d.nodes.drain(r.Context(), id); err != nil {
+// drain drains node id; force lets it drain the last push-server that takes logins.
+func drain(r *http.Request, logger *slog.Logger, d serverDeps, id string, force bool) error {
+	if err := d.nodes.drain(r.Context(), id, force); err != nil {
 		return err
 	}
 	done(logger, d, r, "drain", "node", id)

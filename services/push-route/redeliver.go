@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -122,9 +121,13 @@ func (r *redeliverer) try(ctx context.Context, u *undelivered) bool {
 	if u.giveUp.IsZero() {
 		u.giveUp = now.Add(r.window)
 	}
+	stillFailed := make(map[string]bool, len(failed))
+	for _, uid := range failed {
+		stillFailed[uid] = true
+	}
 	var left []string
 	for _, uid := range u.uids {
-		if delivered[uid] > 0 && !slices.Contains(failed, uid) {
+		if delivered[uid] > 0 && !stillFailed[uid] {
 			r.metrics.redeliveries.WithLabelValues("delivered").Inc()
 			continue
 		}

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/heraldpush/herald/tools/internal/stackfile"
 	"io"
 	"log/slog"
 	"os"
@@ -113,46 +114,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
-// stackInfo is the part of stack.json the fault run needs.
+// stackInfo is the running stack's description and where it was read from, for reading its pids
+// afresh.
 type stackInfo struct {
-	file        string
-	AuthURL     string `json:"auth_url"`
-	PushAPIURL  string `json:"push_api_url"`
-	APIKey      string `json:"api_key"`
-	Secret      string `json:"internal_secret"`
-	MySQLDSN    string `json:"mysql_dsn"`
-	ControlURL  string `json:"control_url"`
-	PushServers []struct {
-		ID          string `json:"id"`
-		InternalURL string `json:"internal_url"`
-	} `json:"push_servers"`
+	stackfile.Stack
+	file string
 }
 
 func readStack(path string) (*stackInfo, error) {
-	b, err := os.ReadFile(path)
+	st, err := stackfile.Read(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w (is the local stack running? make run)", err)
+		return nil, err
 	}
-	s := &stackInfo{file: path}
-	if err := json.Unmarshal(b, s); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return s, nil
+	return &stackInfo{Stack: st, file: path}, nil
 }
 
 // pid reads the process id of name afresh: the stack rewrites stack.json when it restarts a service.
 func (s *stackInfo) pid(name string) (int, error) {
-	b, err := os.ReadFile(s.file)
+	st, err := stackfile.Read(s.file)
 	if err != nil {
 		return 0, err
 	}
-	var v struct {
-		PIDs map[string]int `json:"pids"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return 0, err
-	}
-	pid := v.PIDs[name]
+	pid := st.PIDs[name]
 	if pid <= 0 {
 		return 0, fmt.Errorf("stack.json names no running %s", name)
 	}

@@ -26,7 +26,7 @@ type connSample struct {
 }
 
 func newConnWatch(s *stackInfo) *connWatch {
-	return &connWatch{s: s, api: apiclient.NewNodeClient(&http.Client{Timeout: time.Second}, s.Secret)}
+	return &connWatch{s: s, api: apiclient.NewNodeClient(&http.Client{Timeout: time.Second}, s.InternalSecret)}
 }
 
 func (w *connWatch) count(ctx context.Context) int {

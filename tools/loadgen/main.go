@@ -30,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/heraldpush/herald/tools/internal/stackfile"
 	"io"
 	"os"
 	"os/exec"
@@ -250,13 +251,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 }
 
 func loadStack(path string) (stack, error) {
-	var st stack
-	b, err := os.ReadFile(path)
+	st, err := stackfile.Read(path)
 	if err != nil {
-		return st, fmt.Errorf("read the stack description (is make run up?): %w", err)
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("%s: %w", path, err)
+		return st, err
 	}
 	if st.AuthURL == "" || st.APIKey == "" || len(st.PushServers) == 0 {
 		return st, fmt.Errorf("%s: auth_url, api_key or push_servers missing", path)

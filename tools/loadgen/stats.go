@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/heraldpush/herald/tools/internal/stackfile"
 	"io"
 	"net/http"
 	"strconv"
@@ -14,25 +15,11 @@ import (
 	"github.com/heraldpush/herald/pkg/wire"
 )
 
-// node is one push-server the load goes to (or that is watched).
-type node struct {
-	ID          string `json:"id"`
-	WSURL       string `json:"ws_url"`
-	InternalURL string `json:"internal_url"`
-}
-
-// stack is the part of .herald/stack.json loadgen reads.
-type stack struct {
-	AuthURL        string `json:"auth_url"`
-	PushAPIURL     string `json:"push_api_url"`
-	APIKey         string `json:"api_key"`
-	InternalSecret string `json:"internal_secret"`
-	RedisAddr      string `json:"redis_addr"`
-	PushServers    []node `json:"push_servers"`
-	// PIDs is every process of the stack by name (tools/stack writes it), whose CPU the load modes
-	// add up per delivered message.
-	PIDs map[string]int `json:"pids"`
-}
+// node and stack are stack.json's push-server and the whole description (stackfile).
+type (
+	node  = stackfile.PushServer
+	stack = stackfile.Stack
+)
 
 // runtimeGauges are the Go runtime figures read from a node's /metrics beside its stats: where the
 // resident memory is (heap in use, goroutine stacks, span metadata) and how much of it the runtime

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/heraldpush/herald/tools/internal/stackfile"
 	"io"
 	"log/slog"
 	"os"
@@ -32,38 +33,11 @@ func main() {
 	}
 }
 
-// Stack is what .herald/stack.json holds (DESIGN.md, "Running it"): the public face of a running
-// local stack.
-type Stack struct {
-	AuthURL       string `json:"auth_url"`
-	PushAPIURL    string `json:"push_api_url"`
-	AdminURL      string `json:"admin_url"`
-	APIKey        string `json:"api_key"`
-	AdminUser     string `json:"admin_user"`
-	AdminPassword string `json:"admin_password"`
-	// InternalSecret guards the push-servers' internal API (an extension of the DESIGN.md fields).
-	InternalSecret string       `json:"internal_secret"`
-	DemoUID        string       `json:"demo_uid"`
-	DemoPassword   string       `json:"demo_password"`
-	PushServers    []PushServer `json:"push_servers"`
-	RedisAddr      string       `json:"redis_addr"`
-	ZooKeeper      string       `json:"zookeeper"`
-	MySQLDSN       string       `json:"mysql_dsn"`
-	KafkaBrokers   []string     `json:"kafka_brokers"`
-	// PIDs names every process of the stack (services, servers, and "stack" itself, which holds the
-	// Kafka-protocol broker), so tools can add up what the whole stack spends.
-	PIDs map[string]int `json:"pids"`
-	// ControlURL is the stack's own control API (POST /servers/{name}/stop and /start), which
-	// tools/chaos uses to take a dependency down and bring it back.
-	ControlURL string `json:"control_url"`
-}
-
-// PushServer is one push-server node of the stack.
-type PushServer struct {
-	ID          string `json:"id"`
-	WSURL       string `json:"ws_url"`
-	InternalURL string `json:"internal_url"`
-}
+// Stack and PushServer are stack.json's layout, owned by stackfile so the tools that read it agree.
+type (
+	Stack      = stackfile.Stack
+	PushServer = stackfile.PushServer
+)
 
 type options struct {
 	dir      string

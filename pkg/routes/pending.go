@@ -28,7 +28,7 @@ func (s *Store) MarkPending(ctx context.Context, uids []string, ttl time.Duratio
 		}
 		calls[i] = scriptCall{script: markScript, keys: []string{pendingKey(uid)}, args: []any{ttl.Milliseconds()}}
 	}
-	if err := runPipelined(ctx, s.rdb, calls, nil); err != nil {
+	if err := s.runPipelined(ctx, calls, nil); err != nil {
 		return fmt.Errorf("mark pending: %w", err)
 	}
 	return nil
@@ -53,7 +53,7 @@ func (s *Store) ClearPending(ctx context.Context, uid, seen string) (bool, error
 	if seen == "" {
 		return false, nil
 	}
-	n, err := clearScript.Run(ctx, s.rdb, []string{pendingKey(uid)}, seen).Int64()
+	n, err := s.run(ctx, clearScript, []string{pendingKey(uid)}, seen).Int64()
 	if err != nil {
 		return false, fmt.Errorf("clear pending mark: %w", err)
 	}

@@ -4,11 +4,17 @@
 // that died.
 //
 // A uid's routes are one hash, herald:route:{<uid>}, field conn_id → "node-id|device|connected_at_ms"
-// (a public contract: operators' tools read it). Each node also keeps a set of its uids,
-// herald:node:{<node-id>}:uids, so a dead node's routes can be found without scanning Redis. The two
-// live on different hash slots, so they are updated by separate commands and the index is allowed to
-// name a uid it no longer needs (a sweep then finds nothing for it), never the other way round, as far
-// as the two-slot ordering allows (see dropFromIndex).
+// (a public contract: operators' tools read it). Each node also keeps an index of its uids, split into
+// sets herald:node:{<node-id>:<k>}:uids (k < 16, by a hash of the uid) so that on Redis Cluster it
+// spreads over the masters, and so a dead node's routes can be found without scanning Redis. A route
+// and its index entry live on different hash slots, so they are updated by separate commands and the
+// index is allowed to name a uid it no longer needs (a sweep then finds nothing for it), never the other
+// way round: a route whose index entry could not be written is removed again (see Register and
+// dropFromIndex).
+//
+// On Redis Cluster, a master that fails costs only the operations on its slots: lookups of the other
+// uids still answer (LookupFrom reports the failed ones), and every network failure makes the client
+// read the slot layout again, so a promoted replica takes over as soon as the cluster says so.
 package routes
 
 import (
@@ -48,12 +54,15 @@ const (
 // Store reads and writes routes in Redis. It is safe for concurrent use.
 type Store struct {
 	rdb       redis.UniversalClient
+	cluster   *redis.ClusterClient // rdb, when it is a cluster client
 	malformed atomic.Int64
 }
 
-// NewStore returns a Store over rdb, which may be a single server, a failover or a cluster client.
+// NewStore returns a Store over rdb, which may be a single server, a failover or a cluster client
+// (NewClient makes one of the right kind).
 func NewStore(rdb redis.UniversalClient) *Store {
-	return &Store{rdb: rdb}
+	cc, _ := rdb.(*redis.ClusterClient)
+	return &Store{rdb: rdb, cluster: cc}
 }
 
 // Malformed returns how many route values Lookup has skipped because they did not follow the
@@ -63,15 +72,29 @@ func (s *Store) Malformed() int64 { return s.malformed.Load() }
 // Register records r: its field in the uid's route hash and the uid in the node's index, in one round
 // trip. Recording the same route again is harmless. It also reports whether the user may have pending
 // offline messages (the marker MarkPending sets), so that a connect with nothing pending asks for none.
+//
+// On a cluster the two writes go to two masters. When the index write fails and the route write did
+// not, the route is removed again before the error is returned: a route missing from its node's index
+// would outlive the node, since no sweep could find it.
 func (s *Store) Register(ctx context.Context, r Route) (pending bool, err error) {
 	if err := validRoute(r); err != nil {
 		return false, fmt.Errorf("register route: %w", err)
 	}
 	calls := []scriptCall{registerCall(r)}
-	err = runPipelined(ctx, s.rdb, calls, func(p redis.Pipeliner) {
-		p.SAdd(ctx, nodeUIDsKey(r.Node), r.UID)
+	var index *redis.IntCmd
+	err = s.runPipelined(ctx, calls, func(p redis.Pipeliner) {
+		index = p.SAdd(ctx, indexKeyOf(r.Node, r.UID), r.UID)
 	})
 	if err != nil {
+		// Also when the route's write failed too: a timeout does not say whether it was applied.
+		if index.Err() != nil {
+			undoCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			undoErr := s.run(undoCtx, unregisterScript, []string{routeKey(r.UID)}, r.Node, r.ConnID).Err()
+			cancel()
+			if undoErr != nil {
+				err = errors.Join(err, fmt.Errorf("remove the route again: %w", undoErr))
+			}
+		}
 		return false, fmt.Errorf("register route: %w", err)
 	}
 	res, err := calls[0].cmd.Int64Slice()
@@ -99,18 +122,26 @@ func (s *Store) RegisterAllPending(ctx context.Context, rs []Route) (pending []R
 		}
 	}
 	for batch := range slices.Chunk(rs, registerBatch) {
+		// The index first, then the routes, a round trip each: a route is never written before its
+		// index entry, so a failure halfway leaves no route a sweep cannot find.
+		byKey := make(map[string][]any)
+		for _, r := range batch {
+			key := indexKeyOf(r.Node, r.UID)
+			byKey[key] = append(byKey[key], r.UID)
+		}
+		pipe := s.rdb.Pipeline()
+		for key, uids := range byKey {
+			pipe.SAdd(ctx, key, uids...)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			s.failed(err)
+			return pending, fmt.Errorf("register routes: index: %w", err)
+		}
 		calls := make([]scriptCall, len(batch))
-		byNode := make(map[string][]any)
 		for i, r := range batch {
 			calls[i] = registerCall(r)
-			byNode[r.Node] = append(byNode[r.Node], r.UID)
 		}
-		err := runPipelined(ctx, s.rdb, calls, func(p redis.Pipeliner) {
-			for node, uids := range byNode {
-				p.SAdd(ctx, nodeUIDsKey(node), uids...)
-			}
-		})
-		if err != nil {
+		if err := s.runPipelined(ctx, calls, nil); err != nil {
 			return pending, fmt.Errorf("register routes: %w", err)
 		}
 		for i, c := range calls {
@@ -167,7 +198,7 @@ func (s *Store) remove(ctx context.Context, uid, node string, connIDs []string) 
 	for _, id := range connIDs {
 		args = append(args, id)
 	}
-	res, err := unregisterScript.Run(ctx, s.rdb, []string{routeKey(uid)}, args...).Int64Slice()
+	res, err := s.run(ctx, unregisterScript, []string{routeKey(uid)}, args...).Int64Slice()
 	if err != nil {
 		return 0, err
 	}
@@ -192,43 +223,70 @@ func (s *Store) remove(ctx context.Context, uid, node string, connIDs []string) 
 // to different shards in parallel and a miss remains possible, which costs a route of a dead node that
 // push-route removes at the first push that finds the node gone.
 func (s *Store) dropFromIndex(ctx context.Context, uid, node string) error {
-	key := nodeUIDsKey(node)
+	key := indexKeyOf(node, uid)
 	if err := s.rdb.SRem(ctx, key, uid).Err(); err != nil {
+		s.failed(err)
 		return err
 	}
-	n, err := countScript.Run(ctx, s.rdb, []string{routeKey(uid)}, node).Int64()
+	n, err := s.run(ctx, countScript, []string{routeKey(uid)}, node).Int64()
 	if err != nil {
 		return err
 	}
 	if n > 0 {
-		return s.rdb.SAdd(ctx, key, uid).Err()
+		err := s.rdb.SAdd(ctx, key, uid).Err()
+		s.failed(err)
+		return err
 	}
 	return nil
 }
 
 // Lookup returns the routes of every uid in uids in one round trip, keyed by uid; uids without routes
 // are absent. Each uid's routes are ordered by connection time. Values that break the contract are
-// skipped and counted (see Malformed), so one bad field cannot fail a whole push.
+// skipped and counted (see Malformed), so one bad field cannot fail a whole push. Any uid that cannot
+// be read fails the whole Lookup.
 func (s *Store) Lookup(ctx context.Context, uids []string) (map[string][]Route, error) {
-	out, _, err := s.LookupFrom(ctx, uids, nil)
-	return out, err
+	res, err := s.LookupFrom(ctx, uids, nil)
+	if err == nil && len(res.Failed) > 0 {
+		err = res.Err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res.Routes, nil
+}
+
+// Found is what LookupFrom read.
+type Found struct {
+	// Routes holds the routes of each uid that has any.
+	Routes map[string][]Route
+	// Unsynced lists the nodes asked about that have not marked their routes recorded (MarkSynced),
+	// or whose mark could not be read.
+	Unsynced []string
+	// Failed lists the uids whose routes could not be read (their master failing, say); Err is the
+	// first such failure.
+	Failed []string
+	Err    error
 }
 
 // LookupFrom is Lookup for a push to users of nodes (the live push-servers): in the same round trip
-// it reads each node's synced mark (MarkSynced) and returns the nodes without one. Until a node has
+// it reads each node's synced mark (MarkSynced) and reports the nodes without one. Until a node has
 // marked its routes recorded, a user with no route may in fact be connected to it: Redis restarted
 // empty, or a replica without the routes took over, and the node has not recorded them again yet.
-func (s *Store) LookupFrom(ctx context.Context, uids, nodes []string) (found map[string][]Route, unsynced []string, err error) {
-	out := make(map[string][]Route)
+//
+// A uid whose routes cannot be read is reported in Failed, and the others are still answered: on a
+// cluster one failing master costs only the uids of its slots. The error is set only when no uid could
+// be read (or the arguments are invalid).
+func (s *Store) LookupFrom(ctx context.Context, uids, nodes []string) (Found, error) {
+	res := Found{Routes: make(map[string][]Route)}
 	if len(uids) == 0 {
-		return out, nil, nil
+		return res, nil
 	}
 	calls := make([]scriptCall, 0, len(uids))
 	asked := make([]string, 0, len(uids)) // asked[i] is the uid of calls[i]
 	seen := make(map[string]struct{}, len(uids))
 	for _, uid := range uids {
 		if uid == "" {
-			return nil, nil, fmt.Errorf("lookup routes: %w: empty uid", ErrInvalid)
+			return Found{}, fmt.Errorf("lookup routes: %w: empty uid", ErrInvalid)
 		}
 		if _, dup := seen[uid]; dup {
 			continue
@@ -240,23 +298,24 @@ func (s *Store) LookupFrom(ctx context.Context, uids, nodes []string) (found map
 	for _, node := range nodes {
 		calls = append(calls, scriptCall{script: syncedScript, keys: []string{syncedKey(node)}})
 	}
-	if err := runPipelined(ctx, s.rdb, calls, nil); err != nil {
-		return nil, nil, fmt.Errorf("lookup routes: %w", err)
-	}
+	// Each command's own error is read below.
+	_ = s.runPipelined(ctx, calls, nil)
 	for i, node := range nodes {
-		n, err := calls[len(asked)+i].cmd.Int()
-		if err != nil {
-			return nil, nil, fmt.Errorf("lookup routes: synced mark of %s: %w", node, err)
-		}
-		if n == 0 {
-			unsynced = append(unsynced, node)
+		// A mark that cannot be read counts as missing: the node's users count as unsure, which costs
+		// stored messages a retry, never a loss.
+		if n, err := calls[len(asked)+i].cmd.Int(); err != nil || n == 0 {
+			res.Unsynced = append(res.Unsynced, node)
 		}
 	}
 	for i, c := range calls[:len(asked)] {
 		uid := asked[i]
 		kv, err := c.cmd.StringSlice()
 		if err != nil {
-			return nil, nil, fmt.Errorf("lookup routes: %w", err)
+			res.Failed = append(res.Failed, uid)
+			if res.Err == nil {
+				res.Err = fmt.Errorf("lookup routes: %w", err)
+			}
+			continue
 		}
 		var rs []Route
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -273,15 +332,18 @@ func (s *Store) LookupFrom(ctx context.Context, uids, nodes []string) (found map
 		slices.SortFunc(rs, func(a, b Route) int {
 			return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt), cmp.Compare(a.ConnID, b.ConnID))
 		})
-		out[uid] = rs
+		res.Routes[uid] = rs
 	}
-	return out, unsynced, nil
+	if len(res.Failed) == len(asked) {
+		return Found{}, res.Err
+	}
+	return res, nil
 }
 
 // MarkSynced records that every route of node is in Redis (mark_synced.lua); the node calls it
 // after recording them all, at start and whenever Redis comes back or lost them.
 func (s *Store) MarkSynced(ctx context.Context, node string) error {
-	if err := markSynced.Run(ctx, s.rdb, []string{syncedKey(node)}, time.Now().UnixMilli()).Err(); err != nil {
+	if err := s.run(ctx, markSynced, []string{syncedKey(node)}, time.Now().UnixMilli()).Err(); err != nil {
 		return fmt.Errorf("mark routes of %s synced: %w", node, err)
 	}
 	return nil
@@ -289,7 +351,7 @@ func (s *Store) MarkSynced(ctx context.Context, node string) error {
 
 // Synced reports whether node's synced mark is in Redis: false after Redis lost the node's routes.
 func (s *Store) Synced(ctx context.Context, node string) (bool, error) {
-	n, err := syncedScript.Run(ctx, s.rdb, []string{syncedKey(node)}).Int()
+	n, err := s.run(ctx, syncedScript, []string{syncedKey(node)}).Int()
 	if err != nil {
 		return false, fmt.Errorf("read synced mark of %s: %w", node, err)
 	}
@@ -314,92 +376,135 @@ func parseRoute(uid, connID, v string) (Route, bool) {
 }
 
 // SweepNode removes every route of node, for when node has died, then its index, and returns how many
-// fields it removed. It walks the index in batches, one round trip each. Running it again, or from
-// several push-route instances at once, is safe: each field is removed, and counted, once. A node that
-// registers routes while it is swept may lose them; a swept node is expected to be dead.
+// fields it removed. It walks each index shard in batches, one round trip each. Running it again, or
+// from several push-route instances at once, is safe: each field is removed, and counted, once. A node
+// that registers routes while it is swept may lose them; a swept node is expected to be dead.
 func (s *Store) SweepNode(ctx context.Context, node string) (int, error) {
 	if err := validNode(node); err != nil {
 		return 0, fmt.Errorf("sweep node: %w", err)
 	}
-	key := nodeUIDsKey(node)
 	// The node may not be dead, only cut off for longer than its ZooKeeper session (frozen, paused,
 	// partitioned): without its synced mark it records its routes again once it can, and push-route
 	// meanwhile treats its users as unsure. The mark goes before the routes and again after them, so
 	// routes the node re-records while the sweep runs are recorded once more afterwards.
-	if err := s.rdb.Del(ctx, syncedKey(node)).Err(); err != nil {
+	if err := s.del(ctx, syncedKey(node)); err != nil {
 		return 0, fmt.Errorf("sweep node: %w", err)
 	}
+	removed := 0
+	for _, key := range indexKeys(node) {
+		n, err := s.sweepIndex(ctx, node, key)
+		removed += n
+		if err != nil {
+			return removed, fmt.Errorf("sweep node: %w", err)
+		}
+		// Only once its routes are gone: a sweeper that dies halfway leaves the rest for the next.
+		if err := s.del(ctx, key); err != nil {
+			return removed, fmt.Errorf("sweep node: %w", err)
+		}
+	}
+	if err := s.del(ctx, syncedKey(node)); err != nil {
+		return removed, fmt.Errorf("sweep node: %w", err)
+	}
+	return removed, nil
+}
+
+// sweepIndex removes node's routes of every uid in one index key.
+func (s *Store) sweepIndex(ctx context.Context, node, key string) (int, error) {
 	removed := 0
 	// SSCAN rather than SPOP: a sweeper that dies halfway leaves the index whole for the next one.
 	var cursor uint64
 	for {
 		uids, next, err := s.rdb.SScan(ctx, key, cursor, "", sweepBatch).Result()
 		if err != nil {
-			return removed, fmt.Errorf("sweep node: %w", err)
+			s.failed(err)
+			return removed, err
 		}
 		if len(uids) > 0 {
 			calls := make([]scriptCall, len(uids))
 			for i, uid := range uids {
 				calls[i] = scriptCall{script: sweepScript, keys: []string{routeKey(uid)}, args: []any{node}}
 			}
-			if err := runPipelined(ctx, s.rdb, calls, nil); err != nil {
-				return removed, fmt.Errorf("sweep node: %w", err)
-			}
+			err := s.runPipelined(ctx, calls, nil)
 			for _, c := range calls {
-				n, err := c.cmd.Int()
-				if err != nil {
-					return removed, fmt.Errorf("sweep node: %w", err)
+				if n, err := c.cmd.Int(); err == nil {
+					removed += n
 				}
-				removed += n
+			}
+			if err != nil {
+				return removed, err
 			}
 		}
 		cursor = next
 		if cursor == 0 {
-			break
+			return removed, nil
 		}
 	}
-	if err := s.rdb.Del(ctx, key, syncedKey(node)).Err(); err != nil {
-		return removed, fmt.Errorf("sweep node: %w", err)
+}
+
+func (s *Store) del(ctx context.Context, key string) error {
+	err := s.rdb.Del(ctx, key).Err()
+	s.failed(err)
+	return err
+}
+
+// indexKeys names every key of node's index: its shards, and the unsharded key of older versions.
+func indexKeys(node string) []string {
+	keys := make([]string, 0, nodeIndexShards+1)
+	for k := range nodeIndexShards {
+		keys = append(keys, nodeUIDsKey(node, k))
 	}
-	return removed, nil
+	return append(keys, legacyNodeUIDsKey(node))
 }
 
 // NodeUIDs lists the uids in node's index, for a node reconciling its routes with the connections it
-// really holds after a restart or a Redis outage. It reads the set in batches rather than with one
+// really holds after a restart or a Redis outage. It reads the sets in batches rather than with
 // SMEMBERS so a large index does not stall Redis.
 func (s *Store) NodeUIDs(ctx context.Context, node string) ([]string, error) {
 	if err := validNode(node); err != nil {
 		return nil, fmt.Errorf("list node uids: %w", err)
 	}
-	key := nodeUIDsKey(node)
 	var out []string
 	seen := make(map[string]struct{})
-	var cursor uint64
-	for {
-		uids, next, err := s.rdb.SScan(ctx, key, cursor, "", scanBatch).Result()
-		if err != nil {
-			return nil, fmt.Errorf("list node uids: %w", err)
-		}
-		// SSCAN may return an element more than once.
-		for _, uid := range uids {
-			if _, dup := seen[uid]; !dup {
-				seen[uid] = struct{}{}
-				out = append(out, uid)
+	for _, key := range indexKeys(node) {
+		var cursor uint64
+		for {
+			uids, next, err := s.rdb.SScan(ctx, key, cursor, "", scanBatch).Result()
+			if err != nil {
+				s.failed(err)
+				return nil, fmt.Errorf("list node uids: %w", err)
+			}
+			// SSCAN may return an element more than once.
+			for _, uid := range uids {
+				if _, dup := seen[uid]; !dup {
+					seen[uid] = struct{}{}
+					out = append(out, uid)
+				}
+			}
+			cursor = next
+			if cursor == 0 {
+				break
 			}
 		}
-		cursor = next
-		if cursor == 0 {
-			return out, nil
-		}
 	}
+	return out, nil
 }
 
-// Ping checks that Redis answers, for readiness probes.
+// Ping checks that Redis answers in the mode the client expects (CheckMode), for readiness probes. On
+// a cluster it is enough that one master answers: a master that fails costs only its own slots, which
+// is not a reason to take a whole service out of its load balancer.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("ping redis: %w", err)
+	// Only a wrong mode fails here: its other errors come from whichever node it asked.
+	if err := s.CheckMode(ctx); errors.Is(err, ErrMisconfigured) {
+		return err
 	}
-	return nil
+	var errs []error
+	for addr, err := range s.Servers(ctx) {
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+	}
+	return fmt.Errorf("ping redis: %w", errors.Join(errs...))
 }
 
 func validRoute(r Route) error {

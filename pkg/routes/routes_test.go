@@ -82,11 +82,25 @@ func fields(tb testing.TB, rdb *redis.Client, uid string) map[string]string {
 
 func indexed(tb testing.TB, rdb *redis.Client, node, uid string) bool {
 	tb.Helper()
-	ok, err := rdb.SIsMember(context.Background(), nodeUIDsKey(node), uid).Result()
+	ok, err := rdb.SIsMember(context.Background(), indexKeyOf(node, uid), uid).Result()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return ok
+}
+
+// indexSize counts the uids in every shard of node's index.
+func indexSize(tb testing.TB, rdb *redis.Client, node string) int64 {
+	tb.Helper()
+	var n int64
+	for _, key := range indexKeys(node) {
+		c, err := rdb.SCard(context.Background(), key).Result()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n += c
+	}
+	return n
 }
 
 func TestRegisterLookup(t *testing.T) {
@@ -160,15 +174,15 @@ func TestSyncedMark(t *testing.T) {
 	if ok, err := s.Synced(ctx, "n1"); err != nil || !ok {
 		t.Fatalf("synced after the mark: %v, %v", ok, err)
 	}
-	found, unsynced, err := s.LookupFrom(ctx, []string{"alice", "bob"}, []string{"n1", "n2"})
-	if err != nil || len(found["alice"]) != 1 || len(found["bob"]) != 0 || !slices.Equal(unsynced, []string{"n2"}) {
-		t.Fatalf("lookup: found %v, unsynced %v, err %v; want alice's route and n2 unsynced", found, unsynced, err)
+	res, err := s.LookupFrom(ctx, []string{"alice", "bob"}, []string{"n1", "n2"})
+	if err != nil || len(res.Routes["alice"]) != 1 || len(res.Routes["bob"]) != 0 || !slices.Equal(res.Unsynced, []string{"n2"}) || len(res.Failed) != 0 {
+		t.Fatalf("lookup: %+v, err %v; want alice's route and n2 unsynced", res, err)
 	}
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, unsynced, err = s.LookupFrom(ctx, []string{"alice"}, []string{"n1", "n2"}); err != nil || !slices.Equal(unsynced, []string{"n1", "n2"}) {
-		t.Fatalf("after the data was lost: unsynced %v, err %v; want both", unsynced, err)
+	if res, err = s.LookupFrom(ctx, []string{"alice"}, []string{"n1", "n2"}); err != nil || !slices.Equal(res.Unsynced, []string{"n1", "n2"}) {
+		t.Fatalf("after the data was lost: unsynced %v, err %v; want both", res.Unsynced, err)
 	}
 }
 
@@ -360,16 +374,16 @@ func TestSweepNode(t *testing.T) {
 	}
 	// A swept node that was only cut off must record its routes again: its mark is gone, the
 	// others' stays.
-	if _, unsynced, err := s.LookupFrom(ctx, uids[:1], []string{"dead", "alive"}); err != nil || !slices.Equal(unsynced, []string{"dead"}) {
-		t.Fatalf("after the sweep: unsynced %v, err %v; want the swept node only", unsynced, err)
+	if res, err := s.LookupFrom(ctx, uids[:1], []string{"dead", "alive"}); err != nil || !slices.Equal(res.Unsynced, []string{"dead"}) {
+		t.Fatalf("after the sweep: unsynced %v, err %v; want the swept node only", res.Unsynced, err)
 	}
 	if d := diffRoutes(lookup(t, s, uids...), want); d != "" {
 		t.Error(d)
 	}
-	if rdb.Exists(ctx, nodeUIDsKey("dead")).Val() != 0 {
-		t.Error("dead node's index survived the sweep")
+	if keys := indexSize(t, rdb, "dead"); keys != 0 {
+		t.Errorf("dead node's index has %d uids after the sweep", keys)
 	}
-	if got := rdb.SCard(ctx, nodeUIDsKey("alive")).Val(); got != 20 {
+	if got := indexSize(t, rdb, "alive"); got != 20 {
 		t.Errorf("alive node's index has %d uids, want 20", got)
 	}
 
@@ -448,8 +462,9 @@ func TestRegisterAll(t *testing.T) {
 	if err := s.RegisterAll(ctx, rs); err != nil {
 		t.Fatal(err)
 	}
-	if got := rec.roundTrips(); got != n/registerBatch {
-		t.Errorf("RegisterAll took %d round trips, want %d", got, n/registerBatch)
+	// Two per batch: the index entries, then the routes (so no route is ever written unindexed).
+	if got := rec.roundTrips(); got != 2*n/registerBatch {
+		t.Errorf("RegisterAll took %d round trips, want %d", got, 2*n/registerBatch)
 	}
 	if d := diffRoutes(lookup(t, s, uids...), want); d != "" {
 		t.Error(d)
@@ -696,7 +711,7 @@ func TestKeySlot(t *testing.T) {
 			t.Errorf("keySlot(%q) = %d, want %d", tt.key, got, tt.want)
 		}
 	}
-	if keySlot(routeKey("x")) != keySlot(nodeUIDsKey("x")) || keySlot(routeKey("x")) != keySlot("x") {
+	if keySlot(routeKey("x")) != keySlot(legacyNodeUIDsKey("x")) || keySlot(routeKey("x")) != keySlot("x") || keySlot(nodeUIDsKey("x", 3)) != keySlot("x:3") {
 		t.Error("the uid or node id is not the hash tag of its keys")
 	}
 }
@@ -740,7 +755,7 @@ func TestCommandsTouchOneSlot(t *testing.T) {
 	if _, err := s.Synced(ctx, "n1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.LookupFrom(ctx, []string{"kim"}, []string{"n1", "n2"}); err != nil {
+	if _, err := s.LookupFrom(ctx, []string{"kim"}, []string{"n1", "n2"}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -42,8 +42,12 @@ type scriptCall struct {
 // not cached a script (new, restarted, or a cluster shard seeing it first) answers NOSCRIPT; only those
 // calls are sent again in full with EVAL, which caches the script for the next time. Script.Run cannot do
 // this inside a pipeline because a queued command has no reply yet when Run looks at it.
-func runPipelined(ctx context.Context, rdb redis.UniversalClient, calls []scriptCall, extra func(redis.Pipeliner)) error {
-	pipe := rdb.Pipeline()
+//
+// On a cluster the pipeline is split by master, and one master failing fails only its own commands:
+// every command keeps its own reply or error, for callers that can use a partial answer. The error
+// returned is the first command's error, if any.
+func (s *Store) runPipelined(ctx context.Context, calls []scriptCall, extra func(redis.Pipeliner)) error {
+	pipe := s.rdb.Pipeline()
 	for i := range calls {
 		c := &calls[i]
 		c.cmd = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
@@ -51,34 +55,42 @@ func runPipelined(ctx context.Context, rdb redis.UniversalClient, calls []script
 	if extra != nil {
 		extra(pipe)
 	}
-	cmds, err := pipe.Exec(ctx)
-	if err != nil && !isNoScript(err) {
-		return err
-	}
-	// Exec reports only the first failure: a NOSCRIPT may hide a failed command behind it.
-	for _, cmd := range cmds {
-		if err := cmd.Err(); err != nil && !isNoScript(err) {
-			return err
-		}
-	}
+	cmds, _ := pipe.Exec(ctx)
 	var retry []int
 	for i := range calls {
 		if isNoScript(calls[i].cmd.Err()) {
 			retry = append(retry, i)
 		}
 	}
-	if len(retry) == 0 {
-		return nil
+	if len(retry) > 0 {
+		pipe = s.rdb.Pipeline()
+		for _, i := range retry {
+			c := &calls[i]
+			c.cmd = c.script.Eval(ctx, pipe, c.keys, c.args...)
+		}
+		_, _ = pipe.Exec(ctx)
 	}
-	pipe = rdb.Pipeline()
-	for _, i := range retry {
-		c := &calls[i]
-		c.cmd = c.script.Eval(ctx, pipe, c.keys, c.args...)
+	// Exec reports only the first failure, and the retried calls have new commands.
+	for _, c := range calls {
+		if err := c.cmd.Err(); err != nil {
+			s.failed(err)
+			return err
+		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return err
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil && !isNoScript(err) {
+			s.failed(err)
+			return err
+		}
 	}
 	return nil
+}
+
+// run runs one script on its own, reporting a failure as runPipelined does.
+func (s *Store) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	cmd := script.Run(ctx, s.rdb, keys, args...)
+	s.failed(cmd.Err())
+	return cmd
 }
 
 func isNoScript(err error) bool {

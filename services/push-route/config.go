@@ -17,6 +17,7 @@ type Config struct {
 	InternalAddr     string
 	MySQLDSN         string
 	RedisAddr        string
+	RedisCluster     bool
 	ZooKeeper        string
 	ZKSessionTimeout time.Duration
 	InternalSecret   string
@@ -47,7 +48,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:8080", "public push API listener")
 	fs.StringVar(&c.InternalAddr, "internal-addr", "127.0.0.1:9080", "internal listener: push-servers' acks and pending lookups, /metrics, /healthz, /readyz")
 	fs.StringVar(&c.MySQLDSN, "mysql-dsn", "root@tcp(127.0.0.1:3306)/herald", "MySQL DSN (go-sql-driver/mysql form)")
-	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address (comma-separated for Redis Cluster)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address (host:port); with -redis-cluster, any of the cluster's nodes, comma-separated")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "Redis is a Redis Cluster (never guessed from the number of addresses)")
 	fs.StringVar(&c.ZooKeeper, "zookeeper", "127.0.0.1:2181", "ZooKeeper connect string")
 	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", 10*time.Second, "ZooKeeper session timeout")
 	fs.StringVar(&c.InternalSecret, "internal-secret", "", "shared secret of the internal APIs (required)")

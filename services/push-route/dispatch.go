@@ -16,7 +16,7 @@ import (
 // routeDirectory is what push-route needs of the uid → connections directory.
 type routeDirectory interface {
 	Lookup(ctx context.Context, uids []string) (map[string][]routes.Route, error)
-	LookupFrom(ctx context.Context, uids, nodes []string) (map[string][]routes.Route, []string, error)
+	LookupFrom(ctx context.Context, uids, nodes []string) (routes.Found, error)
 	RemoveStale(ctx context.Context, uid, node string, connIDs []string) (int, error)
 }
 
@@ -93,13 +93,19 @@ func (d *dispatcher) run(ctx context.Context) {
 // uids whose node failed (slow, down, or overloaded), who may have missed a connection. It fails only
 // when the routes could not be read.
 func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message, uids []string) (delivered map[string]int, failed []string, err error) {
-	found, unsynced, err := d.lookups.lookup(ctx, uids)
+	found, err := d.lookups.lookup(ctx, uids)
 	if err != nil {
 		return nil, nil, err
 	}
-	shares, dead, unsure := groupByNode(found, d.nodes.resolve)
-	failed = unsure
-	if len(unsynced) > 0 {
+	shares, dead, unsure := groupByNode(found.Routes, d.nodes.resolve)
+	// Uids whose routes could not be read (their Redis master failing) count as failed like those of
+	// a failing node: a stored message is tried again once their routes can be read.
+	failed = append(unsure, found.Failed...)
+	if len(found.Failed) > 0 {
+		d.metrics.lookupFailedUIDs.Add(float64(len(found.Failed)))
+		d.logger.Warn("routes of some uids could not be read", "uids", len(found.Failed), "of", len(uids), "err", found.Err, "trace_id", traceID)
+	}
+	if len(found.Unsynced) > 0 {
 		// A node is still recording its routes after Redis lost them: any of these users may hold
 		// a connection there that the lookup could not see, so all count as failed and a stored
 		// message is tried again until the node has marked its routes recorded.

@@ -23,29 +23,41 @@ import (
 // push-servers: grouping, stale routes and dead nodes, exactly and fast. main_test.go covers the same
 // paths against real servers.
 
-// fakeDirectory is a route directory in memory that records removals.
+// fakeDirectory is a route directory in memory that records removals. A uid in failing cannot be read,
+// as when its Redis Cluster master is down.
 type fakeDirectory struct {
 	mu       sync.Mutex
 	routes   map[string][]routes.Route
 	unsynced []string // nodes whose routes are being recorded again
+	failing  map[string]bool
 	removed  []staleRoute
 	err      error
 }
 
-func (f *fakeDirectory) LookupFrom(ctx context.Context, uids, nodes []string) (map[string][]routes.Route, []string, error) {
+func (f *fakeDirectory) LookupFrom(ctx context.Context, uids, nodes []string) (routes.Found, error) {
 	found, err := f.Lookup(ctx, uids)
 	if err != nil {
-		return nil, nil, err
+		return routes.Found{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var unsynced []string
-	for _, n := range nodes {
-		if slices.Contains(f.unsynced, n) {
-			unsynced = append(unsynced, n)
+	res := routes.Found{Routes: found}
+	for _, uid := range uids {
+		if f.failing[uid] {
+			delete(res.Routes, uid)
+			res.Failed = append(res.Failed, uid)
+			res.Err = errors.New("master down")
 		}
 	}
-	return found, unsynced, nil
+	if len(res.Failed) == len(uids) {
+		return routes.Found{}, res.Err
+	}
+	for _, n := range nodes {
+		if slices.Contains(f.unsynced, n) {
+			res.Unsynced = append(res.Unsynced, n)
+		}
+	}
+	return res, nil
 }
 
 func (f *fakeDirectory) Lookup(_ context.Context, uids []string) (map[string][]routes.Route, error) {
@@ -252,6 +264,42 @@ func TestDeliverFailingNodeCostsOnlyItsUsers(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if r := dir.removals(); len(r) != 0 {
 		t.Fatalf("a failing node's routes were removed: %+v", r)
+	}
+}
+
+// On Redis Cluster a failing master costs the users of its slots only: the others are delivered, the
+// unreadable ones count as failed (a stored message is tried again), and a push fails only when none of
+// its users could be read. Pushes batched into one lookup get each their own share of the failure.
+func TestDeliverUnreadableUIDsCostOnlyThemselves(t *testing.T) {
+	a := discovery.Node{ID: "a", InternalURL: "http://a"}
+	dir := &fakeDirectory{
+		routes:  map[string][]routes.Route{"u1": {route("u1", "a", "a:1")}, "u2": {route("u2", "a", "a:2")}},
+		failing: map[string]bool{"u2": true, "u3": true},
+	}
+	api := &fakeNodeAPI{got: map[string][]wire.DeliverItem{}, held: map[string]map[string][]string{"http://a": {"u1": {"a:1"}, "u2": {"a:2"}}}}
+	d := newTestDispatcher(t, dir, &fakeNodes{live_: map[string]discovery.Node{"a": a}}, api)
+	msg := wire.Message{ID: "m", Data: json.RawMessage(`1`)}
+	got, failed, err := d.deliver(context.Background(), "", msg, []string{"u1", "u2", "u3"})
+	if slices.Sort(failed); err != nil || got["u1"] != 1 || got["u2"] != 0 || !slices.Equal(failed, []string{"u2", "u3"}) {
+		t.Fatalf("deliver: delivered %v, failed %v, err %v; want u1 delivered, u2 and u3 failed", got, failed, err)
+	}
+	if _, _, err := d.deliver(context.Background(), "", msg, []string{"u2", "u3"}); err == nil {
+		t.Fatal("a push none of whose users could be read succeeded")
+	}
+
+	// The same through one batched lookup: the batcher splits the shared answer per push.
+	res, err := d.lookups.lookupBatch(context.Background(), [][]string{{"u1", "u2"}, {"u3"}, {"u1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; r.err != nil || len(r.Routes["u1"]) != 1 || !slices.Equal(r.Failed, []string{"u2"}) {
+		t.Errorf("first push: %+v, err %v; want u1's route and u2 failed", r.Found, r.err)
+	}
+	if res[1].err == nil {
+		t.Error("second push (only an unreadable uid) did not fail")
+	}
+	if r := res[2]; r.err != nil || len(r.Failed) != 0 || len(r.Routes["u1"]) != 1 {
+		t.Errorf("third push: %+v, err %v; want u1's route only", r.Found, r.err)
 	}
 }
 

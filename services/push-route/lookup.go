@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/services/push-route/internal/coalesce"
@@ -30,9 +27,8 @@ type routeLookup struct {
 
 // lookupResult is one push's share of a batched lookup.
 type lookupResult struct {
-	routes   map[string][]routes.Route
-	unsynced []string // live nodes whose routes may be missing (routes.Store.LookupFrom)
-	err      error
+	routes.Found
+	err error
 }
 
 func newRouteLookup(cfg lookupConfig, dir routeDirectory, live func() []string, m *metrics) (*routeLookup, error) {
@@ -53,51 +49,56 @@ func newRouteLookup(cfg lookupConfig, dir routeDirectory, live func() []string, 
 // run sends the queued lookups until ctx ends.
 func (l *routeLookup) run(ctx context.Context) { l.batcher.Run(ctx) }
 
-// lookup returns the routes of uids (uid → routes; a uid without any is absent) and the live nodes
-// whose routes may be missing from them.
-func (l *routeLookup) lookup(ctx context.Context, uids []string) (map[string][]routes.Route, []string, error) {
+// lookup returns the routes of uids, the live nodes whose routes may be missing from them, and the
+// uids whose routes could not be read (routes.Found); it fails when none of them could be.
+func (l *routeLookup) lookup(ctx context.Context, uids []string) (routes.Found, error) {
 	res, err := l.batcher.Do(ctx, uids)
 	if err != nil {
-		return nil, nil, err
+		return routes.Found{}, err
 	}
-	return res.routes, res.unsynced, res.err
+	return res.Found, res.err
 }
 
-// lookupBatch reads the routes of several pushes in one pipeline and hands each its own uids' routes.
-// When Redis refuses a command of a shared pipeline (a key of the wrong type, say), each push is
-// looked up again on its own, so only the pushes naming that key fail; when Redis cannot be reached,
-// all of them fail at once rather than each waiting out its own timeout.
+// lookupBatch reads the routes of several pushes in one pipeline and hands each its own uids' share.
+// A uid Redis cannot answer for (its master down, a key of the wrong type) fails only itself, and a
+// push only when none of its uids could be read.
 func (l *routeLookup) lookupBatch(ctx context.Context, reqs [][]string) ([]lookupResult, error) {
 	l.metrics.lookupBatch.Observe(float64(len(reqs)))
 	live := l.live()
 	if len(reqs) == 1 {
-		found, unsynced, err := l.dir.LookupFrom(ctx, reqs[0], live)
-		return []lookupResult{{routes: found, unsynced: unsynced, err: err}}, nil
+		found, err := l.dir.LookupFrom(ctx, reqs[0], live)
+		return []lookupResult{{Found: found, err: err}}, nil
 	}
 	var all []string
 	for _, uids := range reqs {
 		all = append(all, uids...)
 	}
-	out := make([]lookupResult, len(reqs))
-	found, unsynced, err := l.dir.LookupFrom(ctx, all, live)
-	var refused redis.Error
-	switch {
-	case errors.As(err, &refused):
-		for i, uids := range reqs {
-			out[i].routes, out[i].unsynced, out[i].err = l.dir.LookupFrom(ctx, uids, live)
-		}
-		return out, nil
-	case err != nil:
+	found, err := l.dir.LookupFrom(ctx, all, live)
+	if err != nil {
 		return nil, err
 	}
+	failed := make(map[string]bool, len(found.Failed))
+	for _, uid := range found.Failed {
+		failed[uid] = true
+	}
+	out := make([]lookupResult, len(reqs))
 	for i, uids := range reqs {
-		mine := make(map[string][]routes.Route, len(uids))
+		mine := routes.Found{Routes: make(map[string][]routes.Route, len(uids)), Unsynced: found.Unsynced}
 		for _, uid := range uids {
-			if rs, ok := found[uid]; ok {
-				mine[uid] = rs
+			if failed[uid] {
+				mine.Failed = append(mine.Failed, uid)
+			} else if rs, ok := found.Routes[uid]; ok {
+				mine.Routes[uid] = rs
 			}
 		}
-		out[i].routes, out[i].unsynced = mine, unsynced
+		if len(mine.Failed) > 0 {
+			mine.Err = found.Err
+			if len(mine.Failed) == len(uids) {
+				out[i].err = found.Err
+				continue
+			}
+		}
+		out[i].Found = mine
 	}
 	return out, nil
 }

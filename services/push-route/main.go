@@ -74,18 +74,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	store.IdempotencyWindow = cfg.IdempotencyTTL
 	store.Timeout = cfg.MySQLTimeout
 
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:        strings.Split(cfg.RedisAddr, ","),
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  2 * time.Second,
-		WriteTimeout: 2 * time.Second,
-		PoolSize:     128,
-		// A batched lookup is bounded by the node timeout through its context, which go-redis
-		// otherwise ignores in favour of the read and write timeouts.
-		ContextTimeoutEnabled: true,
+	rdb, err := routes.NewClient(routes.ClientOptions{
+		Addrs:   strings.Split(cfg.RedisAddr, ","),
+		Cluster: cfg.RedisCluster,
+		Tune: func(o *redis.UniversalOptions) {
+			o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+			o.PoolSize = 128
+			// A batched lookup is bounded by the node timeout through its context, which go-redis
+			// otherwise ignores in favour of the read and write timeouts.
+			o.ContextTimeoutEnabled = true
+		},
 	})
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	routeStore := routes.NewStore(rdb)
+	if err := routes.CheckStartup(ctx, routeStore, logger); err != nil {
+		return err
+	}
 
 	zk, err := discovery.Dial(cfg.ZooKeeper, cfg.ZKSessionTimeout, logger)
 	if err != nil {

@@ -62,7 +62,7 @@ func TestRefusedLookupFailsOnlyItsOwnPush(t *testing.T) {
 	if out[0].err == nil {
 		t.Fatalf("the wrong-type key's push got no error: %+v", out[0])
 	}
-	if out[1].err != nil || len(out[1].routes[good]) != 1 {
+	if out[1].err != nil || len(out[1].Routes[good]) != 1 {
 		t.Fatalf("the healthy push got %+v, want its one route", out[1])
 	}
 	var refused interface{ RedisError() }

@@ -22,6 +22,7 @@ type Config struct {
 	AdvertiseIntURL  string // what push-route calls; default http://<internal-addr>
 	Weight           int
 	RedisAddr        string
+	RedisCluster     bool
 	ZooKeeper        string
 	ZKSessionTimeout time.Duration
 	PublicKeys       string // PEM text or file paths, comma-separated
@@ -67,7 +68,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.AdvertiseWSURL, "advertise-ws-url", "", "WebSocket URL devices are given (default ws://<listen-addr>/ws; behind a TLS load balancer, its wss:// URL)")
 	fs.StringVar(&c.AdvertiseIntURL, "advertise-internal-url", "", "internal URL push-route calls (default http://<internal-addr>)")
 	fs.IntVar(&c.Weight, "weight", 1, "share of new users relative to other nodes")
-	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address (host:port; several, comma-separated, for Redis Cluster)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address (host:port); with -redis-cluster, any of the cluster's nodes, comma-separated")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "Redis is a Redis Cluster (never guessed from the number of addresses)")
 	fs.StringVar(&c.ZooKeeper, "zookeeper", "127.0.0.1:2181", "ZooKeeper connect string")
 	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", 10*time.Second, "ZooKeeper session timeout: a dead node's znode vanishes this long after it stops")
 	fs.StringVar(&c.PublicKeys, "jwt-public-keys", "", "Ed25519 public keys verifying tokens: PEM text or comma-separated file paths (required)")

@@ -66,19 +66,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
 	}
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:        strings.Split(cfg.RedisAddr, ","),
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  2 * time.Second,
-		WriteTimeout: 2 * time.Second,
-		// Route writes are small; a few connections with small buffers serve thousands of
-		// connects a second, where the defaults hold 128 KiB per pooled connection.
-		PoolSize:        8,
-		ReadBufferSize:  8 << 10,
-		WriteBufferSize: 8 << 10,
+	rdb, err := routes.NewClient(routes.ClientOptions{
+		Addrs:   strings.Split(cfg.RedisAddr, ","),
+		Cluster: cfg.RedisCluster,
+		Tune: func(o *redis.UniversalOptions) {
+			o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+			// Route writes are small; a few connections with small buffers serve thousands of
+			// connects a second, where the defaults hold 128 KiB per pooled connection.
+			o.PoolSize, o.ReadBufferSize, o.WriteBufferSize = 8, 8<<10, 8<<10
+		},
 	})
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	store := routes.NewStore(rdb)
+	if err := routes.CheckStartup(ctx, store, logger); err != nil {
+		return err
+	}
 	pushRoute, closeIdle := newPushRouteClient(cfg.PushRouteURL, cfg.InternalSecret)
 	defer closeIdle()
 	producer := upstream.New(upstream.Config{

@@ -15,6 +15,11 @@ import (
 // a few background goroutines, so mass disconnects do not stall the readers. When Redis is
 // unreachable, connections stay open; once it answers again every local route is recorded anew and
 // routes of connections that closed meanwhile are removed.
+//
+// Health is kept per Redis server (each master of a cluster, or the one server): a connect is refused
+// only when a server its route would be written to is failing, so one master's failure costs only the
+// users whose routes live on its slots. A failover (a new master appearing) also re-records every
+// route, since the promoted replica may have missed the last writes of the old master.
 type routeKeeper struct {
 	store   *routes.Store
 	node    string
@@ -27,24 +32,36 @@ type routeKeeper struct {
 	// the messages would otherwise wait for a reconnect that may never come.
 	replay func(rs []routes.Route)
 
-	up    atomic.Bool
 	queue chan routes.Route
 	// inWork counts queued removals not yet done; a counter rather than a WaitGroup because adds
 	// keep coming while flush waits.
 	inWork atomic.Int64
 
-	// mu guards lost: unregistrations that failed while Redis was down.
-	mu   sync.Mutex
-	lost bool
+	// mu guards lost (unregistrations failed while Redis was down), down (the servers failing, by
+	// address), masters (the servers seen last), and stale (the routes need recording again).
+	mu      sync.Mutex
+	lost    bool
+	down    map[string]bool
+	masters map[string]bool
+	stale   bool
 }
 
 func newRouteKeeper(store *routes.Store, node string, logger *slog.Logger, m *metrics, local func() []routes.Route, replay func([]routes.Route)) *routeKeeper {
-	k := &routeKeeper{store: store, node: node, logger: logger, metrics: m, local: local, replay: replay, queue: make(chan routes.Route, 1<<13)}
-	k.up.Store(true)
-	return k
+	return &routeKeeper{store: store, node: node, logger: logger, metrics: m, local: local, replay: replay, queue: make(chan routes.Route, 1<<13), down: map[string]bool{}}
 }
 
-func (k *routeKeeper) healthy() bool { return k.up.Load() }
+// admits tells whether the route of uid could be recorded now: no server it goes to is failing.
+func (k *routeKeeper) admits(uid string) bool {
+	servers := k.store.ServersOf(context.Background(), routes.Route{UID: uid, Node: k.node})
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, addr := range servers {
+		if k.down[addr] {
+			return false
+		}
+	}
+	return true
+}
 
 // register records r and reports whether its user may have pending offline messages.
 func (k *routeKeeper) register(r routes.Route) (pending bool, err error) {
@@ -52,7 +69,9 @@ func (k *routeKeeper) register(r routes.Route) (pending bool, err error) {
 	defer cancel()
 	pending, err = k.store.Register(ctx, r)
 	if err != nil {
-		k.markDown(err)
+		// Both of the route's servers, though only one may have failed: the monitor clears the
+		// healthy one within a second.
+		k.markDown(err, k.store.ServersOf(ctx, r)...)
 	}
 	return pending, err
 }
@@ -84,11 +103,19 @@ func (k *routeKeeper) setLost() {
 	k.mu.Unlock()
 }
 
-func (k *routeKeeper) markDown(err error) {
-	if k.up.CompareAndSwap(true, false) {
-		k.logger.Error("redis unreachable: refusing new connections, keeping existing ones", "err", err)
-	}
+// markDown records that servers failed: connects whose routes go there are refused until the monitor
+// sees them answer, and the routes are recorded again then.
+func (k *routeKeeper) markDown(err error, servers ...string) {
 	k.metrics.routeErrors.WithLabelValues("redis").Inc()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.stale = true
+	for _, addr := range servers {
+		if !k.down[addr] {
+			k.down[addr] = true
+			k.logger.Error("redis server failing: refusing the connects whose routes it holds, keeping existing connections", "server", addr, "err", err)
+		}
+	}
 }
 
 // run removes queued routes until ctx ends.
@@ -103,7 +130,7 @@ func (k *routeKeeper) run(ctx context.Context, workers int) {
 				case r := <-k.queue:
 					opCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 					if _, err := k.store.Unregister(opCtx, r); err != nil {
-						k.markDown(err)
+						k.markDown(err, k.store.ServersOf(opCtx, r)...)
 						k.setLost()
 					}
 					cancel()
@@ -128,7 +155,8 @@ func (k *routeKeeper) flush(timeout time.Duration) {
 	}
 }
 
-// monitor pings Redis every second and repairs the routes when it comes back.
+// monitor pings every Redis server each second, and records the routes again when a failing server
+// answers again, when a new master appears (a failover), or when Redis lost them.
 func (k *routeKeeper) monitor(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -138,29 +166,67 @@ func (k *routeKeeper) monitor(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		// The synced mark doubles as the ping: a Redis that answers without it has lost this node's
-		// routes (restarted empty, or a replica without them took over), which no error reports.
-		pingCtx, cancel := context.WithTimeout(ctx, time.Second)
-		synced, err := k.store.Synced(pingCtx, k.node)
-		cancel()
-		if err != nil {
-			k.markDown(err)
-			continue
-		}
-		if k.up.Load() && synced {
-			k.reconcileIfLost(ctx)
-			continue
-		}
-		if k.up.Load() {
-			k.logger.Warn("redis lost this node's routes (restarted empty, or failed over to a replica without them): recording them again")
-		}
-		if err := k.resync(ctx); err != nil {
-			k.logger.Warn("re-recording routes failed; will retry", "err", err)
-			continue
-		}
-		k.up.Store(true)
-		k.logger.Info("redis reachable again: routes re-recorded, accepting connections")
+		k.check(ctx)
 	}
+}
+
+// check is one round of monitor.
+func (k *routeKeeper) check(ctx context.Context) {
+	pingCtx, cancel := context.WithTimeout(ctx, time.Second)
+	servers := k.store.Servers(pingCtx)
+	// The synced mark tells what no error does: a Redis that answers without it has lost this node's
+	// routes (restarted empty, or a replica without them took over).
+	synced, syncErr := k.store.Synced(pingCtx, k.node)
+	cancel()
+	k.mu.Lock()
+	failing := false
+	for addr, err := range servers {
+		switch {
+		case err != nil && !k.down[addr]:
+			k.down[addr] = true
+			k.stale = true
+			k.logger.Error("redis server failing: refusing the connects whose routes it holds, keeping existing connections", "server", addr, "err", err)
+		case err == nil && k.down[addr]:
+			delete(k.down, addr)
+			k.logger.Info("redis server answering again", "server", addr)
+		case err == nil && len(k.masters) > 0 && !k.masters[addr]:
+			k.stale = true
+			k.logger.Warn("new redis master (a failover?): recording the routes again, in case it missed the last writes", "server", addr)
+		}
+		failing = failing || err != nil
+	}
+	for addr := range k.down {
+		if _, ok := servers[addr]; !ok {
+			delete(k.down, addr) // no longer a master: a replica took over its slots
+		}
+	}
+	k.masters = make(map[string]bool, len(servers))
+	for addr, err := range servers {
+		if err == nil {
+			k.masters[addr] = true
+		}
+	}
+	if syncErr == nil && !synced && !k.stale {
+		k.stale = true
+		k.logger.Warn("redis lost this node's routes (restarted empty, or failed over to a replica without them): recording them again")
+	}
+	stale := k.stale
+	k.mu.Unlock()
+	if !stale {
+		k.reconcileIfLost(ctx)
+		return
+	}
+	if failing {
+		return // recorded once every server answers; meanwhile connects to the failing ones are refused
+	}
+	if err := k.resync(ctx); err != nil {
+		k.logger.Warn("re-recording routes failed; will retry", "err", err)
+		return
+	}
+	k.mu.Lock()
+	k.stale = false
+	k.mu.Unlock()
+	k.logger.Info("routes recorded again")
 }
 
 // resync records every local route, replays the stored messages of users with a pending marker,

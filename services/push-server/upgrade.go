@@ -141,7 +141,7 @@ func (s *server) admit(hs *handshakeState) error {
 	if conns, _ := s.hub.Count(); conns+int(s.pending.Load())-1 >= s.cfg.MaxConns {
 		return s.refuse("capacity", 503, "node_full", "this node is at its connection limit")
 	}
-	if !s.routes.healthy() {
+	if !s.routes.admits(claims.UID) {
 		return s.refuse("redis", 503, "unavailable", "cannot record routes right now; retry")
 	}
 	return nil

@@ -10,10 +10,15 @@ SERVICES := admin auth push-route push-server
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS  := -X github.com/heraldpush/herald/pkg/buildinfo.stamped=$(VERSION)
 
-.PHONY: run test deps build vet fmt-check fuzz chaos release
+.PHONY: run run-cluster test deps build vet fmt-check fuzz chaos release
 
 run: deps build
 	$(GO) run ./tools/stack -bin $(BIN)
+
+# The same at production shape: a ZooKeeper ensemble of 3, a Redis Cluster of 3 masters with a replica
+# each, 3 Kafka-protocol brokers, 2 push-routes, 3 push-servers, 2 auths and admin.
+run-cluster: deps build
+	$(GO) run ./tools/stack -bin $(BIN) -cluster
 
 # The admin console's browser tests drive Debian's chromium, so the tests need it too.
 test: deps fmt-check vet

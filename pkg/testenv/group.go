@@ -78,6 +78,33 @@ func (g *Group) Kafka(topics ...string) (*Kafka, error) {
 	return k, err
 }
 
+// RedisCluster starts a Redis Cluster of masters, each with replicasPerMaster replicas, in the group.
+func (g *Group) RedisCluster(masters, replicasPerMaster int) (*RedisCluster, error) {
+	rc, err := StartRedisCluster(g.ctx, g.subdir("redis-cluster"), masters, replicasPerMaster)
+	if err == nil {
+		g.track(rc.Stop)
+	}
+	return rc, err
+}
+
+// ZooKeeperEnsemble starts an ensemble of three ZooKeeper servers in the group.
+func (g *Group) ZooKeeperEnsemble() (*ZooKeeperEnsemble, error) {
+	e, err := StartZooKeeperEnsemble(g.ctx, g.subdir("zookeeper-ensemble"))
+	if err == nil {
+		g.track(e.Stop)
+	}
+	return e, err
+}
+
+// KafkaCluster starts an in-process Kafka-protocol cluster of several brokers in the group.
+func (g *Group) KafkaCluster(brokers int, topics ...string) (*Kafka, error) {
+	k, err := StartKafkaCluster(g.ctx, brokers, topics...)
+	if err == nil {
+		g.track(k.Stop)
+	}
+	return k, err
+}
+
 // Stop stops every server of the group, newest first.
 func (g *Group) Stop() error {
 	g.mu.Lock()

@@ -15,44 +15,59 @@ import (
 // KafkaPartitions is the partition count of seeded and auto-created topics.
 const KafkaPartitions = 4
 
-// Kafka is an in-process Kafka-protocol broker (kfake) with one broker on a loopback port. It keeps
-// everything in memory: Restart brings up an empty cluster on the same port with the seeded topics
-// created again, so records, committed offsets and groups are lost.
+// Kafka is an in-process Kafka-protocol cluster (kfake) with one or more brokers on loopback ports.
+// It keeps everything in memory: Restart brings up an empty cluster on the same ports with the seeded
+// topics created again, so records, committed offsets and groups are lost.
 type Kafka struct {
-	Brokers []string // one 127.0.0.1:port
+	Brokers []string // every broker's 127.0.0.1:port
 
 	topics []string
-	port   int
+	ports  []int
 
 	mu      sync.Mutex
 	cluster *kfake.Cluster // nil when stopped
 }
 
-// StartKafka starts the broker with the given topics created. Topics that a client asks to be
+// StartKafka starts one broker with the given topics created. Topics that a client asks to be
 // auto-created are allowed too, as with a real broker's default configuration.
 func StartKafka(ctx context.Context, topics ...string) (*Kafka, error) {
+	return StartKafkaCluster(ctx, 1, topics...)
+}
+
+// StartKafkaCluster is StartKafka with several brokers. Partition leaders are spread over them, and
+// every topic is replicated on up to three (kfake's default replication factor), so clients meet
+// what a production cluster shows them: several brokers to bootstrap from, leaders to find, and a
+// group coordinator that is not the first broker.
+func StartKafkaCluster(ctx context.Context, brokers int, topics ...string) (*Kafka, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if brokers < 1 {
+		return nil, fmt.Errorf("kafka: %d brokers", brokers)
+	}
 	k := &Kafka{topics: slices.Clone(topics)}
-	// Port 0 lets the listener pick the port itself, so the first start cannot lose a race for it.
-	c, err := k.newCluster(0)
+	// Port 0 lets each listener pick the port itself, so the first start cannot lose a race for it.
+	c, err := k.newCluster(make([]int, brokers))
 	if err != nil {
 		return nil, err
 	}
 	k.cluster = c
-	_, port, _ := net.SplitHostPort(c.ListenAddrs()[0])
-	if k.port, err = strconv.Atoi(port); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("kfake listen address %q: %w", c.ListenAddrs()[0], err)
+	for _, addr := range c.ListenAddrs() {
+		_, port, _ := net.SplitHostPort(addr)
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("kfake listen address %q: %w", addr, err)
+		}
+		k.ports = append(k.ports, p)
+		k.Brokers = append(k.Brokers, loopback(p))
 	}
-	k.Brokers = []string{loopback(k.port)}
 	return k, nil
 }
 
-func (k *Kafka) newCluster(port int) (*kfake.Cluster, error) {
+func (k *Kafka) newCluster(ports []int) (*kfake.Cluster, error) {
 	opts := []kfake.Opt{
-		kfake.Ports(port),
+		kfake.Ports(ports...), // also the number of brokers
 		kfake.ListenFn(func(network, address string) (net.Listener, error) {
 			l, err := net.Listen(network, address)
 			if err != nil {
@@ -68,7 +83,7 @@ func (k *Kafka) newCluster(port int) (*kfake.Cluster, error) {
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("start kfake on port %d: %w", port, err)
+		return nil, fmt.Errorf("start kfake on ports %v: %w", ports, err)
 	}
 	return c, nil
 }
@@ -84,7 +99,7 @@ func (k *Kafka) Stop() error {
 	return nil
 }
 
-// Restart replaces the cluster with a new, empty one on the same port (see Kafka).
+// Restart replaces the cluster with a new, empty one on the same ports (see Kafka).
 func (k *Kafka) Restart(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -95,7 +110,7 @@ func (k *Kafka) Restart(ctx context.Context) error {
 		k.cluster.Close()
 		k.cluster = nil
 	}
-	c, err := k.newCluster(k.port)
+	c, err := k.newCluster(k.ports)
 	if err != nil {
 		return err
 	}
@@ -103,10 +118,24 @@ func (k *Kafka) Restart(ctx context.Context) error {
 	return nil
 }
 
+// Running tells whether the cluster runs: it is stopped between Stop and Restart.
+func (k *Kafka) Running() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.cluster != nil
+}
+
 // NewKafka starts a broker with the given topics for the test and stops it when the test ends.
 func NewKafka(t testing.TB, topics ...string) *Kafka {
 	t.Helper()
-	k, err := StartKafka(context.Background(), topics...)
+	return NewKafkaCluster(t, 1, topics...)
+}
+
+// NewKafkaCluster starts a cluster of brokers with the given topics for the test and stops it when
+// the test ends.
+func NewKafkaCluster(t testing.TB, brokers int, topics ...string) *Kafka {
+	t.Helper()
+	k, err := StartKafkaCluster(context.Background(), brokers, topics...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,11 @@
 // choice; Kafka is an in-process kfake cluster. Nothing is shared with a system-wide server, so
 // tests and several stacks can run side by side.
 //
+// Besides single servers there is the production shape, for tests of failures where users meet
+// them: a Redis Cluster (RedisCluster), a ZooKeeper ensemble of three (ZooKeeperEnsemble) and a
+// Kafka-protocol cluster of several brokers (StartKafkaCluster). Each of their servers can be
+// stopped and restarted on its own.
+//
 // Child processes are put in their own process group and get SIGKILL when the starting program
 // dies (Pdeathsig), so an interrupted or timed-out test binary leaves no servers behind. Stop
 // always waits until the process is gone.

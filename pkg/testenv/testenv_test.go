@@ -183,70 +183,275 @@ func TestMySQLRootOverTCPRepair(t *testing.T) {
 	}
 }
 
+// produceFetch checks that topic has KafkaPartitions partitions, each replicated on replicas brokers,
+// and that a record produced to it can be fetched.
+func produceFetch(t *testing.T, k *Kafka, topic string, replicas int) {
+	t.Helper()
+	ctx := testContext(t)
+	c, err := kgo.NewClient(
+		kgo.SeedBrokers(k.Brokers...),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	req := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, mt)
+	resp, err := req.RequestWith(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.Brokers); n != len(k.Brokers) {
+		t.Fatalf("metadata lists %d brokers, want %d", n, len(k.Brokers))
+	}
+	if n := len(resp.Topics[0].Partitions); n != KafkaPartitions {
+		t.Fatalf("topic %s has %d partitions, want %d", topic, n, KafkaPartitions)
+	}
+	for _, p := range resp.Topics[0].Partitions {
+		if len(p.Replicas) != replicas {
+			t.Fatalf("partition %d has replicas %v, want %d", p.Partition, p.Replicas, replicas)
+		}
+	}
+
+	if err := c.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		fs := c.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("no record fetched: %v", err)
+		}
+		for _, e := range fs.Errors() {
+			t.Logf("fetch error (retried): %v", e.Err)
+		}
+		if recs := fs.Records(); len(recs) > 0 {
+			if string(recs[0].Value) != "v" {
+				t.Fatalf("fetched %q, want v", recs[0].Value)
+			}
+			return
+		}
+	}
+}
+
 func TestKafka(t *testing.T) {
 	t.Parallel()
 	k := NewKafka(t, "events")
-	produceFetch := func() {
-		t.Helper()
-		ctx := testContext(t)
-		c, err := kgo.NewClient(
-			kgo.SeedBrokers(k.Brokers...),
-			kgo.ConsumeTopics("events"),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-
-		req := kmsg.NewPtrMetadataRequest()
-		topic := kmsg.NewMetadataRequestTopic()
-		topic.Topic = kmsg.StringPtr("events")
-		req.Topics = append(req.Topics, topic)
-		resp, err := req.RequestWith(ctx, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := len(resp.Topics[0].Partitions); n != KafkaPartitions {
-			t.Fatalf("topic events has %d partitions, want %d", n, KafkaPartitions)
-		}
-
-		if err := c.ProduceSync(ctx, &kgo.Record{Topic: "events", Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			fs := c.PollFetches(ctx)
-			if err := ctx.Err(); err != nil {
-				t.Fatalf("no record fetched: %v", err)
-			}
-			for _, e := range fs.Errors() {
-				t.Logf("fetch error (retried): %v", e.Err)
-			}
-			if recs := fs.Records(); len(recs) > 0 {
-				if string(recs[0].Value) != "v" {
-					t.Fatalf("fetched %q, want v", recs[0].Value)
-				}
-				return
-			}
-		}
-	}
-	produceFetch()
+	produceFetch(t, k, "events", 1)
 
 	if err := k.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if err := k.Stop(); err != nil {
 		t.Fatal(err)
+	}
+	if k.Running() {
+		t.Fatal("Running after Stop")
 	}
 	assertUnreachable(t, k.Brokers[0])
 	if err := k.Restart(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
-	produceFetch()
+	produceFetch(t, k, "events", 1)
 	if err := k.Restart(testContext(t)); err != nil {
 		t.Fatalf("Restart while running: %v", err)
 	}
-	produceFetch()
+	produceFetch(t, k, "events", 1)
+}
+
+func TestKafkaCluster(t *testing.T) {
+	t.Parallel()
+	k := NewKafkaCluster(t, 3, "events")
+	if len(k.Brokers) != 3 || k.Brokers[0] == k.Brokers[1] || k.Brokers[1] == k.Brokers[2] || k.Brokers[0] == k.Brokers[2] {
+		t.Fatalf("Brokers = %v, want three addresses", k.Brokers)
+	}
+	produceFetch(t, k, "events", 3)
+	if err := k.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range k.Brokers {
+		assertUnreachable(t, b)
+	}
+	if err := k.Restart(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	produceFetch(t, k, "events", 3)
+}
+
+func TestKeySlot(t *testing.T) {
+	tests := []struct {
+		key  string
+		want int
+	}{
+		{"123456789", 0x31c3}, // CRC-16/XMODEM's check value
+		{"foo", 12182},
+		{"{user1000}.following", KeySlot("user1000")},
+		{"{}x", KeySlot("{}x")},
+		{"a{}b{c}", KeySlot("a{}b{c}")}, // an empty first tag means no tag at all
+		{"herald:route:{u1}", KeySlot("u1")},
+	}
+	for _, tt := range tests {
+		if got := KeySlot(tt.key); got != tt.want {
+			t.Errorf("KeySlot(%q) = %d, want %d", tt.key, got, tt.want)
+		}
+	}
+}
+
+func TestRedisCluster(t *testing.T) {
+	t.Parallel()
+	rc := NewRedisCluster(t, 3, 1)
+	ctx := testContext(t)
+	addrs := rc.Addrs()
+	if len(addrs) != 6 || len(map[string]bool{addrs[0]: true, addrs[1]: true, addrs[2]: true, addrs[3]: true, addrs[4]: true, addrs[5]: true}) != 6 {
+		t.Fatalf("Addrs = %v, want six addresses", addrs)
+	}
+	roles := map[string]int{}
+	for _, n := range rc.Nodes {
+		role, err := n.Role(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roles[role]++
+		if n.PID() == 0 {
+			t.Fatalf("node %s has no pid", n.Addr)
+		}
+	}
+	if roles["master"] != 3 || roles["replica"] != 3 {
+		t.Fatalf("roles %v, want 3 masters and 3 replicas", roles)
+	}
+
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	defer c.Close()
+	// One key on each master, found by MasterOf and checked against the cluster's own slot.
+	keys := map[*RedisNode]string{}
+	for i := 0; len(keys) < 3 && i < 100; i++ {
+		key := fmt.Sprintf("key-%d", i)
+		if slot, err := c.ClusterKeySlot(ctx, key).Result(); err != nil || int(slot) != KeySlot(key) {
+			t.Fatalf("CLUSTER KEYSLOT %s = %d, %v; KeySlot says %d", key, slot, err, KeySlot(key))
+		}
+		m, err := rc.MasterOf(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := keys[m]; !ok {
+			keys[m] = key
+		}
+	}
+	if len(keys) != 3 {
+		t.Fatalf("keys reach %d masters, want 3", len(keys))
+	}
+	for _, key := range keys {
+		if err := c.Set(ctx, key, "v-"+key, 0).Err(); err != nil {
+			t.Fatalf("SET %s: %v", key, err)
+		}
+		if got, err := c.Get(ctx, key).Result(); err != nil || got != "v-"+key {
+			t.Fatalf("GET %s = %q, %v", key, got, err)
+		}
+	}
+
+	// Stop one master once its replica has the key: the replica takes over and serves it.
+	var old *RedisNode
+	var key string
+	for old, key = range keys {
+		break
+	}
+	direct := redis.NewClient(&redis.Options{Addr: old.Addr})
+	if n, err := direct.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT for the replica of %s: %d, %v", old.Addr, n, err)
+	}
+	direct.Close()
+	start := time.Now()
+	if err := old.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.WaitHealthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("replica promoted %v after the master stopped", time.Since(start).Round(time.Millisecond))
+	promoted, err := rc.MasterOf(ctx, key)
+	if err != nil || promoted == old {
+		t.Fatalf("MasterOf(%s) after failover = %v, %v; want a node other than %s", key, promoted, err, old.Addr)
+	}
+	Eventually(t, "GET "+key+" after failover", func() error {
+		// A dead master answers no MOVED, and go-redis reads the layout again only on MOVED or
+		// once a minute by default, so the client is told to.
+		c.ReloadState(ctx)
+		got, err := c.Get(ctx, key).Result()
+		if err == nil && got != "v-"+key {
+			return fmt.Errorf("GET %s = %q", key, got)
+		}
+		return err
+	})
+
+	// The old master comes back as a replica of the promoted one.
+	if err := old.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.WaitHealthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if role, err := old.Role(ctx); err != nil || role != "replica" {
+		t.Fatalf("restarted master's role = %q, %v; want replica", role, err)
+	}
+	if m, err := rc.MasterOf(ctx, key); err != nil || m != promoted {
+		t.Fatalf("MasterOf(%s) after the restart = %v, %v; want %s", key, m, err, promoted.Addr)
+	}
+}
+
+func TestZooKeeperEnsemble(t *testing.T) {
+	t.Parallel()
+	e := NewZooKeeperEnsemble(t)
+	ctx := testContext(t)
+	if addrs := strings.Split(e.Connect, ","); len(addrs) != 3 || len(e.Servers) != 3 {
+		t.Fatalf("Connect = %q with %d servers, want three", e.Connect, len(e.Servers))
+	}
+	var leader *ZooKeeperServer
+	for _, s := range e.Servers {
+		mode, err := s.Mode(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode == "leader" {
+			leader = s
+		}
+	}
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	c, _, err := zk.Connect(strings.Split(e.Connect, ","), 2*time.Second, zk.WithLogInfo(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Create("/herald", []byte("hello"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without its leader the ensemble elects another and keeps its data.
+	if err := leader.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, "a write with the leader stopped", func() error {
+		_, err := c.Create("/after", nil, 0, zk.WorldACL(zk.PermAll))
+		if errors.Is(err, zk.ErrNodeExists) {
+			return nil
+		}
+		return err
+	})
+	if got, _, err := c.Get("/herald"); err != nil || string(got) != "hello" {
+		t.Fatalf("get /herald = %q, %v", got, err)
+	}
+
+	if err := leader.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if mode, err := leader.Mode(ctx); err != nil || mode != "follower" {
+		t.Fatalf("restarted server's mode = %q, %v; want follower", mode, err)
+	}
 }
 
 func TestStartAllInParallel(t *testing.T) {

@@ -3,6 +3,10 @@
 // and development credentials, writes them to .herald/stack.json for scripts and tools, and stops
 // everything on Ctrl-C or SIGTERM.
 //
+// With -cluster (make run-cluster) it runs the same at production shape: a ZooKeeper ensemble of
+// three, a Redis Cluster of three masters with a replica each, three Kafka-protocol brokers, and
+// several instances of every service, so that failures can be tried where users meet them.
+//
 // It expects the service binaries in -bin (make run builds them there first).
 package main
 
@@ -11,12 +15,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/heraldpush/herald/tools/internal/stackfile"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +27,7 @@ import (
 	"github.com/heraldpush/herald/pkg/config"
 	"github.com/heraldpush/herald/pkg/service"
 	"github.com/heraldpush/herald/pkg/testenv"
+	"github.com/heraldpush/herald/tools/internal/stackfile"
 )
 
 func main() {
@@ -46,13 +50,16 @@ type options struct {
 	basePort int
 	// restartDelay is how long a service that died waits before it is started again (0: never).
 	restartDelay time.Duration
+	// cluster runs the production-shaped stack (see the package comment).
+	cluster bool
 }
 
 // addr is the loopback address of the service port at offset from the base port. Public listeners
 // sit at base+offset, internal ones 1000 above: 8080 push-route, 8081 auth, 8082 and 8083 the
 // push-servers, 8090 admin by default, so the README's examples work against any local stack; the
-// stack's own control API is at 9099. The
-// private servers take free ports, because nothing outside the stack needs to guess them.
+// stack's own control API is at 9099. The cluster-shaped stack adds ps-3 at 8084, push-route-2 at
+// 8085 and auth-2 at 8086 (see newLayout). The private servers take free ports, because nothing
+// outside the stack needs to guess them.
 func (o options) addr(offset int, internal bool) string {
 	p := o.basePort + offset
 	if internal {
@@ -72,6 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level of the services")
 	fs.DurationVar(&o.restartDelay, "restart-delay", 2*time.Second, "restart a service that died after this long (0: report it and leave it down)")
 	fs.IntVar(&o.basePort, "base-port", 8080, "first public port of the services (internal ports are 1000 above)")
+	fs.BoolVar(&o.cluster, "cluster", false, "run at production shape: a ZooKeeper ensemble of 3, a Redis Cluster of 3 masters with a replica each, 3 Kafka-protocol brokers, and several instances of every service")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -93,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			logger.Error("stopping servers", "err", err)
 		}
 	}()
-	infra, err := startInfra(servers, logger)
+	infra, err := startInfra(servers, logger, o.cluster)
 	if err != nil {
 		return err
 	}
@@ -112,9 +120,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		s := stack
 		s.PIDs = procs.pids()
 		s.PIDs["stack"] = os.Getpid()
-		s.PIDs["redis-server"] = infra.redis.PID()
-		s.PIDs["mariadbd"] = infra.mysql.PID()
-		s.PIDs["zookeeper"] = infra.zk.PID()
+		for name, pid := range infra.pids() {
+			s.PIDs[name] = pid
+		}
 		return writeStack(stackFile, s)
 	}
 	procs = newSupervisor(logger, o.bin, filepath.Join(o.dir, "logs"), stdout, o.restartDelay, func() {
@@ -150,32 +158,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return nil
 }
 
-type infra struct {
-	mysql *testenv.MySQL
-	zk    *testenv.ZooKeeper
-	redis *testenv.Redis
-	kafka *testenv.Kafka
-}
-
-func startInfra(g *testenv.Group, logger *slog.Logger) (infra, error) {
-	var in infra
-	var err error
-	if in.zk, err = g.ZooKeeper(); err != nil {
-		return in, fmt.Errorf("zookeeper: %w", err)
-	}
-	if in.redis, err = g.Redis(); err != nil {
-		return in, fmt.Errorf("redis: %w", err)
-	}
-	if in.mysql, err = g.MySQL(); err != nil {
-		return in, fmt.Errorf("mysql: %w", err)
-	}
-	if in.kafka, err = g.Kafka("herald.upstream"); err != nil {
-		return in, fmt.Errorf("kafka: %w", err)
-	}
-	logger.Info("servers up", "zookeeper", in.zk.Addr, "redis", in.redis.Addr, "mysql", in.mysql.Addr, "kafka", in.kafka.Brokers)
-	return in, nil
-}
-
 func writeStack(path string, s Stack) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -189,6 +171,10 @@ func writeStack(path string, s Stack) error {
 }
 
 func printStack(w io.Writer, s Stack, path string) {
+	if s.RedisCluster {
+		printClusterStack(w, s, path)
+		return
+	}
 	fmt.Fprintf(w, "\nHerald is up (details in %s):\n", path)
 	fmt.Fprintf(w, "  auth          %s   (POST /v1/login, POST /v1/tokens)\n", s.AuthURL)
 	if s.PushAPIURL != "" {
@@ -203,5 +189,28 @@ func printStack(w io.Writer, s Stack, path string) {
 	fmt.Fprintf(w, "  API key       %s\n", s.APIKey)
 	fmt.Fprintf(w, "  demo account  uid %s, password %s\n", s.DemoUID, s.DemoPassword)
 	fmt.Fprintf(w, "  redis %s  zookeeper %s  kafka %v\n  mysql %s\n", s.RedisAddr, s.ZooKeeper, s.KafkaBrokers, s.MySQLDSN)
+	fmt.Fprintln(w, "Ctrl-C stops everything.")
+}
+
+// printClusterStack is printStack for the cluster-shaped stack, which names every instance.
+func printClusterStack(w io.Writer, s Stack, path string) {
+	fmt.Fprintf(w, "\nHerald is up at production shape (details in %s):\n", path)
+	for i, u := range s.AuthURLs {
+		fmt.Fprintf(w, "  %-13s %s   (POST /v1/login, POST /v1/tokens)\n", fmt.Sprintf("auth-%d", i+1), u)
+	}
+	for i, u := range s.PushAPIURLs {
+		fmt.Fprintf(w, "  %-13s %s   (push API)\n", fmt.Sprintf("push-route-%d", i+1), u)
+	}
+	fmt.Fprintf(w, "  admin         %s   (user %s, password %s)\n", s.AdminURL, s.AdminUser, s.AdminPassword)
+	for _, ps := range s.PushServers {
+		fmt.Fprintf(w, "  push-server   %s %s\n", ps.ID, ps.WSURL)
+	}
+	fmt.Fprintf(w, "  API key       %s\n", s.APIKey)
+	fmt.Fprintf(w, "  demo account  uid %s, password %s\n", s.DemoUID, s.DemoPassword)
+	fmt.Fprintf(w, "  redis cluster %s\n", strings.Join(s.RedisAddrs, ","))
+	fmt.Fprintf(w, "  zookeeper     %s\n", s.ZooKeeper)
+	fmt.Fprintf(w, "  kafka         %s\n", strings.Join(s.KafkaBrokers, ","))
+	fmt.Fprintf(w, "  mysql         %s\n", s.MySQLDSN)
+	fmt.Fprintf(w, "  control       %s   (GET /servers, POST /servers/{name}/stop|start, GET /redis/master?key=K)\n", s.ControlURL)
 	fmt.Fprintln(w, "Ctrl-C stops everything.")
 }

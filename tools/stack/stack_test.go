@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,35 +23,39 @@ import (
 	"github.com/heraldpush/herald/pkg/token"
 )
 
-// TestStack runs the local stack as `make run` does and checks what a newcomer would: stack.json,
-// the demo login, and a dev-key token for a registered push-server that verifies with the public key.
-func TestStack(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the services and starts every server")
-	}
+// runningStack is a stack started by startStack.
+type runningStack struct {
+	dir  string
+	st   Stack      // stack.json once the stack is up
+	done chan error // run's result
+	stop func()     // stops the stack and checks it returned nil; safe to call twice
+}
+
+// startStack builds the services, runs the stack with args added to the test's own (-dir, -bin,
+// -base-port, -log-level) until the test ends, and waits for stack.json.
+func startStack(t *testing.T, base int, args ...string) *runningStack {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin")
 	build := exec.Command("go", "build", "-o", bin+"/", "../../services/auth", "../../services/push-server", "../../services/push-route", "../../services/admin")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build services: %v\n%s", err, out)
 	}
-	base := testenv.FreePortRange(t, 20)
-	authAddr := fmt.Sprintf("127.0.0.1:%d", base+1)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	rs := &runningStack{dir: dir, done: make(chan error, 1)}
 	go func() {
-		done <- run(ctx, []string{"-dir", dir, "-bin", bin, "-base-port", fmt.Sprint(base), "-log-level", "warn"},
+		rs.done <- run(ctx, append([]string{"-dir", dir, "-bin", bin, "-base-port", fmt.Sprint(base), "-log-level", "warn"}, args...),
 			func(string) string { return "" }, io.Discard)
 	}()
 	stopped := false
-	stop := func() {
+	rs.stop = func() {
 		if stopped {
 			return
 		}
 		stopped = true
 		cancel()
 		select {
-		case err := <-done:
+		case err := <-rs.done:
 			if err != nil {
 				t.Errorf("stack returned %v", err)
 			}
@@ -57,17 +63,18 @@ func TestStack(t *testing.T) {
 			t.Error("stack did not stop within 60s")
 		}
 	}
-	t.Cleanup(stop)
+	t.Cleanup(rs.stop)
 
-	var st Stack
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		b, err := os.ReadFile(filepath.Join(dir, "stack.json"))
-		if err == nil && json.Unmarshal(b, &st) == nil {
-			break
+		if err == nil && json.Unmarshal(b, &rs.st) == nil {
+			return rs
 		}
 		select {
-		case err := <-done:
+		case err := <-rs.done:
+			stopped = true // nothing left to stop or wait for
+			logTails(t, filepath.Join(dir, "logs"))
 			t.Fatalf("stack exited: %v", err)
 		case <-time.After(200 * time.Millisecond):
 		}
@@ -75,12 +82,39 @@ func TestStack(t *testing.T) {
 			t.Fatal("no stack.json after 90s")
 		}
 	}
+}
+
+// logTails logs the end of every service's log, which the test's temporary directory takes along.
+func logTails(t *testing.T, dir string) {
+	t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		t.Logf("--- end of %s:\n%s", filepath.Base(l), strings.Join(lines[max(0, len(lines)-10):], "\n"))
+	}
+}
+
+// TestStack runs the local stack as `make run` does and checks what a newcomer would: stack.json,
+// the demo login, and a dev-key token for a registered push-server that verifies with the public key.
+func TestStack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the services and starts every server")
+	}
+	base := testenv.FreePortRange(t, 20)
+	authAddr := fmt.Sprintf("127.0.0.1:%d", base+1)
+	rs := startStack(t, base)
+	dir, st, done, stop := rs.dir, rs.st, rs.done, rs.stop
+	ctx := context.Background()
 	if st.AuthURL != "http://"+authAddr || st.PushAPIURL == "" || st.AdminURL == "" || st.APIKey == "" || st.MySQLDSN == "" || st.ZooKeeper == "" || st.RedisAddr == "" || len(st.KafkaBrokers) == 0 || st.AdminPassword == "" {
 		t.Fatalf("stack.json incomplete: %+v", st)
 	}
 
 	if len(st.PushServers) != 2 {
 		t.Fatalf("push_servers %+v, want two", st.PushServers)
+	}
+	if st.RedisCluster || !slices.Equal(st.RedisAddrs, []string{st.RedisAddr}) || !slices.Equal(st.AuthURLs, []string{st.AuthURL}) || !slices.Equal(st.PushAPIURLs, []string{st.PushAPIURL}) {
+		t.Fatalf("stack.json's lists do not match the plain stack: %+v", st)
 	}
 	// Drain ps-1 so every token names ps-2, and check the stack's nodes answer their internal API.
 	req, _ := http.NewRequest(http.MethodPost, st.PushServers[0].InternalURL+"/internal/v1/drain", nil)
@@ -181,6 +215,119 @@ func TestStack(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", authAddr, time.Second); err == nil {
 		c.Close()
 		t.Fatal("auth still listening after the stack stopped")
+	}
+}
+
+// TestClusterStack runs the stack at production shape, as `make run-cluster` does, and checks that
+// stack.json names every instance and server, that the second auth and push-route serve, that the
+// control API knows the Redis and ZooKeeper roles, and that a push crosses instances: a device logged in
+// through auth-2 gets a push sent through push-route-2.
+func TestClusterStack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the services and starts every server")
+	}
+	base := testenv.FreePortRange(t, 20)
+	st := startStack(t, base, "-cluster").st
+
+	if len(st.PushServers) != 3 || len(st.AuthURLs) != 2 || len(st.PushAPIURLs) != 2 {
+		t.Fatalf("stack.json: %d push-servers, auth %v, push-route %v; want 3, 2 and 2", len(st.PushServers), st.AuthURLs, st.PushAPIURLs)
+	}
+	if st.AuthURL != st.AuthURLs[0] || st.PushAPIURL != st.PushAPIURLs[0] || st.AuthURLs[1] != fmt.Sprintf("http://127.0.0.1:%d", base+6) || st.PushAPIURLs[1] != fmt.Sprintf("http://127.0.0.1:%d", base+5) {
+		t.Fatalf("stack.json: auth %s %v, push-route %s %v", st.AuthURL, st.AuthURLs, st.PushAPIURL, st.PushAPIURLs)
+	}
+	if !st.RedisCluster || len(st.RedisAddrs) != 6 || st.RedisAddr != st.RedisAddrs[0] {
+		t.Fatalf("stack.json: redis_cluster %v, redis_addrs %v, redis_addr %s; want a cluster of 6", st.RedisCluster, st.RedisAddrs, st.RedisAddr)
+	}
+	if zk := strings.Split(st.ZooKeeper, ","); len(zk) != 3 {
+		t.Fatalf("stack.json: zookeeper %q, want three servers", st.ZooKeeper)
+	}
+	if len(st.KafkaBrokers) != 3 {
+		t.Fatalf("stack.json: kafka_brokers %v, want three", st.KafkaBrokers)
+	}
+	for _, name := range []string{"push-route-1", "push-route-2", "auth-1", "auth-2", "ps-1", "ps-2", "ps-3", "admin",
+		"redis-1", "redis-6", "zookeeper-1", "zookeeper-3", "mariadbd", "stack"} {
+		if st.PIDs[name] == 0 {
+			t.Errorf("stack.json pids %v lack %s", st.PIDs, name)
+		}
+	}
+
+	// The control API: every server with the roles of a 3+3 Redis Cluster and a 3-server ensemble,
+	// and the master of a route key.
+	var servers struct {
+		Servers []struct {
+			Name, Addr, Role string
+			PID              int
+			Running          bool
+		}
+	}
+	getJSON(t, st.ControlURL+"/servers", &servers)
+	roles := map[string]int{}
+	for _, s := range servers.Servers {
+		if !s.Running || s.Addr == "" {
+			t.Errorf("GET /servers: %+v", s)
+		}
+		roles[s.Role]++
+	}
+	if len(servers.Servers) != 11 || roles["master"] != 3 || roles["replica"] != 3 || roles["leader"] != 1 || roles["follower"] != 2 {
+		t.Fatalf("GET /servers: %+v, roles %v", servers.Servers, roles)
+	}
+	var master struct{ Name, Addr string }
+	getJSON(t, st.ControlURL+"/redis/master?key="+url.QueryEscape("herald:route:{user-42}"), &master)
+	if !strings.HasPrefix(master.Name, "redis-") || !slices.Contains(st.RedisAddrs, master.Addr) {
+		t.Fatalf("GET /redis/master: %+v", master)
+	}
+
+	// A device logs in through auth-2 and gets a push sent through push-route-2.
+	status, b := post(t, st.AuthURLs[1]+"/v1/login", "", map[string]string{"uid": st.DemoUID, "password": st.DemoPassword, "device": "laptop"})
+	if status != http.StatusOK {
+		t.Fatalf("login through auth-2: %d %s", status, b)
+	}
+	var login struct {
+		Token  string
+		Server struct {
+			WSURL string `json:"ws_url"`
+		}
+	}
+	if err := json.Unmarshal(b, &login); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dev, err := client.Dial(ctx, client.Config{Token: login.Token, WSURL: login.Server.WSURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	status, b = post(t, st.PushAPIURLs[1]+"/v1/push", "Bearer "+st.APIKey, map[string]any{"uids": []string{st.DemoUID}, "data": map[string]string{"text": "hello"}})
+	if status != http.StatusOK {
+		t.Fatalf("push through push-route-2: %d %s", status, b)
+	}
+	if !strings.Contains(string(b), `"delivered":1`) {
+		t.Fatalf("push through push-route-2: %s, want delivered 1", b)
+	}
+	select {
+	case p := <-dev.Pushes():
+		if string(p.Data) != `{"text":"hello"}` {
+			t.Fatalf("push %+v", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the device got no push")
+	}
+}
+
+func getJSON(t testing.TB, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", u, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", u, err, b)
 	}
 }
 

@@ -38,7 +38,9 @@ func NewClient(o ClientOptions) (redis.UniversalClient, error) {
 	if !o.Cluster && len(o.Addrs) > 1 {
 		return nil, fmt.Errorf("redis: %d addresses given without cluster mode: list several addresses only for Redis Cluster, and set -redis-cluster (HERALD_REDIS_CLUSTER=true)", len(o.Addrs))
 	}
-	opts := &redis.UniversalOptions{Addrs: o.Addrs}
+	// One dial per attempt, not go-redis's five with back-off: a dead master refuses at once, and
+	// retrying it held every lookup pipeline, healthy masters' uids included, for seconds.
+	opts := &redis.UniversalOptions{Addrs: o.Addrs, DialerRetries: 1}
 	if o.Tune != nil {
 		o.Tune(opts)
 	}

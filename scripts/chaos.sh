@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs tools/chaos once per fault, each on a fresh local stack of its own (ports from 18080, so a
-# `make run` on the default ports can stay up), and prints every report. Usage:
+# `make run` on the default ports can stay up; the cluster-shaped stack for cluster- faults), and
+# prints every report. Usage:
 #   scripts/chaos.sh                      # every fault
 #   scripts/chaos.sh redis-down kill-auth # these
 # Reports (text and JSON) are written to .herald/chaos/.
@@ -31,7 +32,10 @@ status=0
 for f in "${faults[@]}"; do
 	dir=$out/stack-$f
 	rm -rf "$dir"
-	"$bin/stack" -bin "$bin" -dir "$dir" -base-port "$base" -log-level warn >"$out/$f.stack.log" 2>&1 &
+	shape=()
+	# cluster- faults need the cluster-shaped stack (make run-cluster's).
+	[[ $f == cluster-* ]] && shape=(-cluster)
+	"$bin/stack" -bin "$bin" -dir "$dir" -base-port "$base" -log-level warn "${shape[@]}" >"$out/$f.stack.log" 2>&1 &
 	stack_pid=$!
 	# stack.json appears once every service is ready.
 	for _ in $(seq 1 180); do

@@ -30,7 +30,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -100,6 +102,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if f.cluster && !s.RedisCluster {
+		return fmt.Errorf("fault %s needs the cluster-shaped stack (make run-cluster, or scripts/chaos.sh, which starts one for cluster- faults)", f.name)
+	}
 	rep, err := runFault(ctx, o, f, s, stderr)
 	if err != nil {
 		return err
@@ -119,6 +124,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 type stackInfo struct {
 	stackfile.Stack
 	file string
+
+	// mu guards events: what a fault observed while it ran.
+	mu     sync.Mutex
+	events []string
+}
+
+// event records what a fault observed, for the report.
+func (s *stackInfo) event(format string, args ...any) {
+	s.mu.Lock()
+	s.events = append(s.events, fmt.Sprintf(format, args...))
+	s.mu.Unlock()
 }
 
 func readStack(path string) (*stackInfo, error) {
@@ -214,6 +230,9 @@ func runFault(ctx context.Context, o options, f fault, s *stackInfo, stderr io.W
 
 	rep.addPushes(p.records, devs)
 	rep.addRecovery(watch.series(), p.records, o.devices)
+	s.mu.Lock()
+	rep.Events = slices.Clone(s.events)
+	s.mu.Unlock()
 	devs.mu.Lock()
 	acked := append([]string(nil), devs.upAcked...)
 	rep.UpUnknown = devs.upFailed

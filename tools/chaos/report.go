@@ -41,6 +41,14 @@ type report struct {
 	// delivered again (three seconds in a row); -1 when that never happened before the load ended.
 	RecoveredAfter float64 `json:"recovered_after_s"`
 	Disturbed      bool    `json:"disturbed"`
+	// BadSeconds counts the seconds after the fault in which under 99 % of the pushes were answered 200
+	// with a delivery; WorstShare is the lowest share of such pushes in any second after the fault. A
+	// fault that costs a part of the users (one Redis Cluster master of three) shows a worst share near
+	// the other part, not zero.
+	BadSeconds int     `json:"bad_seconds"`
+	WorstShare float64 `json:"worst_second_delivered_share"`
+	// Events are what the fault itself observed (a replica promoted, and when).
+	Events []string `json:"events,omitempty"`
 }
 
 func (r *report) addPushes(recs []pushRecord, d *devices) {
@@ -105,6 +113,16 @@ func (r *report) addRecovery(conns []connSample, recs []pushRecord, devices int)
 		return connected[i] && s != nil && s.calls > 0 && float64(s.good) >= 0.99*float64(s.calls)
 	}
 	from, last := int(r.FaultAt), int(r.LoadSeconds)-1
+	r.WorstShare = 1
+	for i := from; i <= last; i++ {
+		if s := secs[i]; s != nil && s.calls > 0 {
+			share := float64(s.good) / float64(s.calls)
+			r.WorstShare = min(r.WorstShare, share)
+			if share < 0.99 {
+				r.BadSeconds++
+			}
+		}
+	}
 	r.RecoveredAfter = -1
 	for i := from; i+2 <= last; i++ {
 		if normal(i) && normal(i+1) && normal(i+2) {
@@ -135,6 +153,10 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "upstream   acked %d, MISSING from the archive: %d %v; unanswered when stopped: %d\n", r.UpAcked, r.UpMissing, r.UpMissingSample, r.UpUnknown)
 	if r.ArchiveError != "" {
 		fmt.Fprintf(w, "           archive check failed: %s\n", r.ArchiveError)
+	}
+	fmt.Fprintf(w, "           seconds with under 99 %% delivered: %d; worst second: %.0f %% delivered\n", r.BadSeconds, 100*r.WorstShare)
+	for _, e := range r.Events {
+		fmt.Fprintf(w, "event      %s\n", e)
 	}
 	switch {
 	case !r.Disturbed:

@@ -85,6 +85,24 @@ func TestCluster(t *testing.T) {
 		t.Errorf("ps-1's index shards live on %d masters, want all 3", len(holders))
 	}
 
+	// A dead node is swept completely, whichever masters its index shards live on.
+	var ps2 []Route
+	for _, uid := range uids[:50] {
+		ps2 = append(ps2, rt(uid, "c9", "ps-2", "web", t0))
+	}
+	if err := s.RegisterAll(ctx, ps2); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.SweepNode(ctx, "ps-2"); err != nil || n != 51 {
+		t.Fatalf("SweepNode(ps-2) = %d, %v; want 51 (50 routes and c-0's c2)", n, err)
+	}
+	if left, err := s.NodeUIDs(ctx, "ps-2"); err != nil || len(left) != 0 {
+		t.Fatalf("ps-2's index after the sweep: %v, %v", left, err)
+	}
+	if got := lookup(t, s, uids...); len(got) != 300 || len(got["c-0"]) != 1 || got["c-0"][0].Node != "ps-1" {
+		t.Fatalf("after sweeping ps-2: %d uids with routes, c-0 %v; want ps-1's routes untouched", len(got), got["c-0"])
+	}
+
 	// One master down: its uids fail, the others are still read.
 	victim, err := rc.MasterOf(ctx, routeKey("c-0"))
 	if err != nil {

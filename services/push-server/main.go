@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -147,11 +148,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("listen public %s: %w", cfg.ListenAddr, err)
 	}
 	// The listeners outlive ctx: a stopping node keeps serving deliveries while it drains.
+	// Ready only once announced: a device let in before its node's znode exists would have its route
+	// taken for a dead node's by push-route (and its pushes reported undelivered).
+	var registered atomic.Bool
+	zkReady := func(ctx context.Context) error {
+		if !registered.Load() {
+			return errors.New("not registered in zookeeper yet")
+		}
+		return zk.Check(ctx)
+	}
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
 		served <- service.Serve(serveCtx, logger, 5*time.Second,
-			service.Listener{Name: "internal", Listener: internalLn, Handler: newInternalServer(s, reg, readyChecks(s, zk.Check), requestDrain)},
+			service.Listener{Name: "internal", Listener: internalLn, Handler: newInternalServer(s, reg, readyChecks(s, zkReady), requestDrain)},
 			service.Listener{Name: "public", Listener: publicLn, Accept: s.acceptWS},
 		)
 	}()
@@ -173,6 +183,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return err
 	}
+	registered.Store(true)
 	logger.Info("registered in zookeeper", "ws_url", node.WSURL)
 
 	var serveErr error

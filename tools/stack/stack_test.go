@@ -313,6 +313,60 @@ func TestClusterStack(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the device got no push")
 	}
+
+	// A push of 100 uids (one connected) and a broadcast, through push-route-1.
+	uids := []string{st.DemoUID}
+	for i := range 99 {
+		uids = append(uids, fmt.Sprintf("offline-%d", i))
+	}
+	status, b = post(t, st.PushAPIURLs[0]+"/v1/push", "Bearer "+st.APIKey, map[string]any{"uids": uids, "data": "many"})
+	var many struct {
+		Results []struct {
+			UID       string
+			Delivered int
+		}
+	}
+	if err := json.Unmarshal(b, &many); status != http.StatusOK || err != nil || len(many.Results) != 100 || many.Results[0].Delivered != 1 {
+		t.Fatalf("push of 100 uids: %d %s", status, b)
+	}
+	status, b = post(t, st.PushAPIURLs[0]+"/v1/broadcast", "Bearer "+st.APIKey, map[string]any{"data": "all"})
+	if status != http.StatusOK || !strings.Contains(string(b), `"delivered":1`) {
+		t.Fatalf("broadcast: %d %s", status, b)
+	}
+	for _, want := range []string{`"many"`, `"all"`} {
+		select {
+		case p := <-dev.Pushes():
+			if string(p.Data) != want {
+				t.Fatalf("got %s, want %s", p.Data, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the device got no %s", want)
+		}
+	}
+
+	// A ttl push to a user who is offline reaches the device that user connects later, through a
+	// token minted by auth-1 and whichever push-server it names.
+	status, b = post(t, st.PushAPIURLs[1]+"/v1/push", "Bearer "+st.APIKey, map[string]any{"uids": []string{"late-user"}, "data": "kept", "ttl_s": 300})
+	if status != http.StatusOK || !strings.Contains(string(b), `"stored":true`) {
+		t.Fatalf("ttl push to an offline user: %d %s", status, b)
+	}
+	status, b = post(t, st.AuthURLs[0]+"/v1/tokens", "Bearer "+st.APIKey, map[string]string{"uid": "late-user", "device": "phone"})
+	if err := json.Unmarshal(b, &login); status != http.StatusOK || err != nil {
+		t.Fatalf("token for late-user: %d %s", status, b)
+	}
+	late, err := client.Dial(ctx, client.Config{Token: login.Token, WSURL: login.Server.WSURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	select {
+	case p := <-late.Pushes():
+		if string(p.Data) != `"kept"` {
+			t.Fatalf("replayed %+v", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stored message was not replayed")
+	}
 }
 
 func getJSON(t testing.TB, u string, v any) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -366,6 +367,45 @@ func TestClusterStack(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stored message was not replayed")
+	}
+
+	// The console sees the three push-servers and drains one; logins then go to the other two.
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(st.AdminUser+":"+st.AdminPassword))
+	nodes := func() map[string]string {
+		req, _ := http.NewRequest(http.MethodGet, st.AdminURL+"/api/v1/nodes", nil)
+		req.Header.Set("Authorization", basic)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct{ Nodes []struct{ ID, State string } }
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /api/v1/nodes: %d %v", resp.StatusCode, err)
+		}
+		states := map[string]string{}
+		for _, n := range out.Nodes {
+			states[n.ID] = n.State
+		}
+		return states
+	}
+	if got := nodes(); len(got) != 3 || got["ps-3"] != "live" {
+		t.Fatalf("the console sees %v, want ps-1..3 live", got)
+	}
+	if status, b := post(t, st.AdminURL+"/api/v1/nodes/ps-3/drain", basic, nil); status != http.StatusAccepted {
+		t.Fatalf("drain ps-3: %d %s", status, b)
+	}
+	testenv.Eventually(t, "ps-3 gone from the console", func() error {
+		if got := nodes(); len(got) != 2 || got["ps-3"] != "" {
+			return fmt.Errorf("nodes %v", got)
+		}
+		return nil
+	})
+	for i := range 20 {
+		status, b := post(t, st.AuthURLs[i%2]+"/v1/tokens", "Bearer "+st.APIKey, map[string]string{"uid": fmt.Sprintf("after-drain-%d", i), "device": "d"})
+		if status != http.StatusOK || strings.Contains(string(b), st.PushServers[2].WSURL) {
+			t.Fatalf("login after ps-3 drained: %d %s", status, b)
+		}
 	}
 }
 

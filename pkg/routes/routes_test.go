@@ -667,50 +667,10 @@ func TestRedisDown(t *testing.T) {
 	}
 }
 
-// keySlot is Redis Cluster's slot of key: CRC16 (XMODEM) of the hash tag, or of the whole key when it
-// has no non-empty {tag}, modulo 16384.
-func keySlot(key string) uint16 {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
-	return crc16(key) % 16384
-}
-
-func crc16(s string) uint16 {
-	var crc uint16
-	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
-}
+// keySlot is Redis Cluster's slot of key.
+func keySlot(key string) int { return testenv.KeySlot(key) }
 
 func TestKeySlot(t *testing.T) {
-	if got := crc16("123456789"); got != 0x31C3 {
-		t.Fatalf("crc16 check value = %#x, want 0x31c3", got)
-	}
-	tests := []struct {
-		key  string
-		want uint16
-	}{
-		{"123456789", 12739},
-		{"foo", 12182},
-		{"{foo}.bar", 12182},
-		{"a{}b", crc16("a{}b") % 16384}, // an empty tag is no tag
-	}
-	for _, tt := range tests {
-		if got := keySlot(tt.key); got != tt.want {
-			t.Errorf("keySlot(%q) = %d, want %d", tt.key, got, tt.want)
-		}
-	}
 	if keySlot(routeKey("x")) != keySlot(legacyNodeUIDsKey("x")) || keySlot(routeKey("x")) != keySlot("x") || keySlot(nodeUIDsKey("x", 3)) != keySlot("x:3") {
 		t.Error("the uid or node id is not the hash tag of its keys")
 	}

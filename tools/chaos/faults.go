@@ -88,22 +88,7 @@ func stopServer(name string) func(context.Context, *stackInfo) (func(context.Con
 
 // control asks the stack to stop or start one of its servers.
 func (s *stackInfo) control(ctx context.Context, name, action string) error {
-	if s.ControlURL == "" {
-		return fmt.Errorf("stack.json has no control_url: start the stack with this checkout's make run")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.ControlURL+"/servers/"+name+"/"+action, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %w", action, name, apiclient.ReadError(resp))
-	}
-	return nil
+	return s.call(ctx, http.MethodPost, "/servers/"+name+"/"+action, nil)
 }
 
 // probeKey is a route key whose master stopRedisMaster stops: a third of the slots, any third.
@@ -174,12 +159,17 @@ func (m redisMaster) slot() int {
 	return *m.Slot
 }
 
-// get reads one of the stack's control API answers.
+// get reads one of the stack's control API answers into out.
 func (s *stackInfo) get(ctx context.Context, path string, out any) error {
+	return s.call(ctx, http.MethodGet, path, out)
+}
+
+// call makes one request of the stack's control API and decodes its answer into out (unless nil).
+func (s *stackInfo) call(ctx context.Context, method, path string, out any) error {
 	if s.ControlURL == "" {
 		return fmt.Errorf("stack.json has no control_url: start the stack with this checkout's make run")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.ControlURL+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, s.ControlURL+path, nil)
 	if err != nil {
 		return err
 	}
@@ -189,7 +179,10 @@ func (s *stackInfo) get(ctx context.Context, path string, out any) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %w", path, apiclient.ReadError(resp))
+		return fmt.Errorf("%s %s: %w", method, path, apiclient.ReadError(resp))
+	}
+	if out == nil {
+		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }

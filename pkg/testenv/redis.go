@@ -30,20 +30,7 @@ func StartRedis(ctx context.Context, dir string) (*Redis, error) {
 	}
 	r := &Redis{}
 	r.srv.start = func(ctx context.Context, port int) (*process, error) {
-		c := command{
-			name: "redis-server",
-			path: bin,
-			args: []string{
-				"--port", strconv.Itoa(port),
-				"--bind", "127.0.0.1",
-				"--save", "",
-				"--appendonly", "no",
-				"--dir", dir,
-				"--daemonize", "no", // a daemonized server would escape Stop
-			},
-			dir: dir,
-			log: filepath.Join(dir, "redis.log"),
-		}
+		c := redisCommand(bin, dir, port)
 		return launch(ctx, c, func(ctx context.Context, p *process) error {
 			return pingRedis(ctx, loopback(port), p.pid())
 		})
@@ -53,6 +40,26 @@ func StartRedis(ctx context.Context, dir string) (*Redis, error) {
 	}
 	r.Addr = loopback(r.srv.port)
 	return r, nil
+}
+
+// redisCommand runs redis-server on port without persistence, in the foreground, with dir as its
+// working directory and redis.log there; extra adds settings.
+func redisCommand(bin, dir string, port int, extra ...string) command {
+	args := []string{
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", dir,
+		"--daemonize", "no", // a daemonized server would escape Stop
+	}
+	return command{
+		name: "redis-server",
+		path: bin,
+		args: append(args, extra...),
+		dir:  dir,
+		log:  filepath.Join(dir, "redis.log"),
+	}
 }
 
 // pingRedis checks that the server answers PING and that it is our process, not another

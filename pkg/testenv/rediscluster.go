@@ -117,29 +117,17 @@ func (n *RedisNode) startFirst(ctx context.Context, bin, dir string) error {
 			}
 			busPort, busFor = p, port
 		}
-		c := command{
-			name: "redis-server",
-			path: bin,
-			args: []string{
-				"--port", strconv.Itoa(port),
-				"--cluster-port", strconv.Itoa(busPort),
-				"--bind", "127.0.0.1",
-				"--cluster-enabled", "yes",
-				"--cluster-config-file", "nodes.conf", // in --dir
-				"--cluster-node-timeout", strconv.FormatInt(RedisClusterNodeTimeout.Milliseconds(), 10),
-				"--cluster-require-full-coverage", "no",
-				"--save", "",
-				"--appendonly", "no",
-				// A replica's full sync otherwise waits 5 s for other replicas to share it.
-				"--repl-diskless-sync-delay", "0",
-				// Stop is a fault, like a crash: no waiting for lagging replicas first.
-				"--shutdown-on-sigterm", "now",
-				"--dir", dir,
-				"--daemonize", "no", // a daemonized server would escape Stop
-			},
-			dir: dir,
-			log: filepath.Join(dir, "redis.log"),
-		}
+		c := redisCommand(bin, dir, port,
+			"--cluster-port", strconv.Itoa(busPort),
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf", // in --dir
+			"--cluster-node-timeout", strconv.FormatInt(RedisClusterNodeTimeout.Milliseconds(), 10),
+			"--cluster-require-full-coverage", "no",
+			// A replica's full sync otherwise waits 5 s for other replicas to share it.
+			"--repl-diskless-sync-delay", "0",
+			// Stop is a fault, like a crash: no waiting for lagging replicas first.
+			"--shutdown-on-sigterm", "now",
+		)
 		return launch(ctx, c, func(ctx context.Context, p *process) error {
 			return pingRedis(ctx, loopback(port), p.pid())
 		})

@@ -43,17 +43,27 @@ type Config struct {
 // RunFunc sends one batch. It returns one result per request, in order, or an error for all of them.
 type RunFunc[Req, Res any] func(ctx context.Context, reqs []Req) ([]Res, error)
 
-// Batcher coalesces calls to one RunFunc. Start Run before the first Do.
+// Batcher coalesces calls to one RunFunc. Start Run before the first Do; Run only closes the Batcher
+// when its context ends.
+//
+// There is no dispatching goroutine: the callers send the batches themselves (flat combining). A
+// caller that finds a free slot and nobody waiting sends its request at once. Otherwise it queues, and
+// the caller whose batch finishes takes the queued requests as the next batch and hands it to the
+// first of them, which wakes up, sends it in its own goroutine and gets its own answer without a
+// second wake-up.
 type Batcher[Req, Res any] struct {
 	cfg    Config
 	weight func(Req) int
 	run    RunFunc[Req, Res]
-	queue  chan *call[Req, Res]
-	slots  chan struct{}
-	closed chan struct{}
-	// waiting counts requests queued or held by Run for the next batch. While any wait, a new request
-	// queues behind them rather than taking a free slot for itself, so batches stay full under load.
-	waiting atomic.Int64
+
+	// mu guards queue, inFlight and closed. While queue is not empty every slot is taken (inFlight is
+	// MaxInFlight): a new request queues behind the waiting ones rather than going alone, so batches
+	// stay full under load, and every queued request is taken by a batch that is in flight.
+	mu       sync.Mutex
+	queue    []*call[Req, Res]
+	inFlight int
+	closed   bool
+	batches  sync.WaitGroup // batches in flight, which Run waits for
 }
 
 // A call's state moves from pending to exactly one of taken (a batch will answer it) or abandoned (its
@@ -70,7 +80,10 @@ type call[Req, Res any] struct {
 	state  atomic.Int32
 	res    Res
 	err    error
-	done   chan struct{}
+	// done is closed once res and err are set, or, with lead set, when this caller is to send lead
+	// (itself first): the same wake-up either way.
+	done chan struct{}
+	lead []*call[Req, Res]
 }
 
 // New returns a Batcher that sends batches with run. weight gives a request's share of MaxWeight (nil:
@@ -85,14 +98,7 @@ func New[Req, Res any](cfg Config, weight func(Req) int, run RunFunc[Req, Res]) 
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = cfg.Timeout
 	}
-	return &Batcher[Req, Res]{
-		cfg:    cfg,
-		weight: weight,
-		run:    run,
-		queue:  make(chan *call[Req, Res], cfg.MaxQueue),
-		slots:  make(chan struct{}, cfg.MaxInFlight),
-		closed: make(chan struct{}),
-	}, nil
+	return &Batcher[Req, Res]{cfg: cfg, weight: weight, run: run}, nil
 }
 
 // Do queues req for the next batch and returns its result. When ctx ends before a batch took req, req
@@ -101,109 +107,91 @@ func New[Req, Res any](cfg Config, weight func(Req) int, run RunFunc[Req, Res]) 
 // request no batch took within Config.MaxWait fails with ErrExpired, so Do returns within about
 // MaxWait + Timeout whatever ctx allows.
 func (b *Batcher[Req, Res]) Do(ctx context.Context, req Req) (Res, error) {
-	c := &call[Req, Res]{req: req, queued: time.Now(), done: make(chan struct{})}
 	var zero Res
-	select {
-	case <-b.closed:
-		return zero, ErrClosed
-	default:
-	}
-	// A free slot and nobody waiting: the caller sends its batch of one itself, sparing the hand-offs
-	// to the dispatching goroutine and back, which at light load cost more than the call.
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	if b.waiting.Load() == 0 {
-		select {
-		case b.slots <- struct{}{}:
-			b.sendAlone(ctx, c)
-			return c.res, c.err
-		default:
-		}
-	}
-	b.waiting.Add(1)
-	select {
-	case b.queue <- c:
-	default:
-		b.waiting.Add(-1)
+	c := &call[Req, Res]{req: req, queued: time.Now(), done: make(chan struct{})}
+	b.mu.Lock()
+	switch {
+	case b.closed:
+		b.mu.Unlock()
+		return zero, ErrClosed
+	case b.inFlight < b.cfg.MaxInFlight && len(b.queue) == 0:
+		b.inFlight++
+		b.batches.Add(1)
+		b.mu.Unlock()
+		c.state.Store(taken)
+		b.lead([]*call[Req, Res]{c})
+		return c.res, c.err
+	case len(b.queue) >= b.cfg.MaxQueue:
+		b.mu.Unlock()
 		return zero, ErrFull
 	}
+	b.queue = append(b.queue, c)
+	b.mu.Unlock()
 	select {
 	case <-c.done:
-		return c.res, c.err
 	case <-ctx.Done():
 		if c.state.CompareAndSwap(pending, abandoned) {
 			return zero, ctx.Err()
 		}
-	case <-b.closed:
-		if c.state.CompareAndSwap(pending, abandoned) {
-			return zero, ErrClosed
-		}
+		<-c.done
 	}
-	<-c.done
+	if c.lead != nil {
+		b.lead(c.lead)
+	}
 	return c.res, c.err
 }
 
-// Run sends batches until ctx ends, then waits for the batches in flight. Requests still queued then
-// fail with ErrClosed.
+// Run waits until ctx ends, then closes the Batcher: requests still queued fail with ErrClosed, new
+// ones are refused, and Run returns once every batch in flight is done.
 func (b *Batcher[Req, Res]) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	defer func() {
-		close(b.closed)
-		wg.Wait()
-	}()
-	var carry *call[Req, Res]
-	for {
-		first := carry
-		carry = nil
-		if first == nil {
-			select {
-			case <-ctx.Done():
-				return
-			case first = <-b.queue:
-			}
+	<-ctx.Done()
+	b.mu.Lock()
+	b.closed = true
+	queued := b.queue
+	b.queue = nil
+	b.mu.Unlock()
+	for _, c := range queued {
+		if c.state.CompareAndSwap(pending, taken) {
+			c.err = ErrClosed
+			close(c.done)
 		}
-		// Waiting for a slot is what lets the queue fill: everything that arrives meanwhile joins.
-		select {
-		case <-ctx.Done():
-			return
-		case b.slots <- struct{}{}:
-		}
-		batch := []*call[Req, Res]{first}
-		w := b.weight(first.req)
-	collect:
-		for w < b.cfg.MaxWeight {
-			select {
-			case c := <-b.queue:
-				cw := b.weight(c.req)
-				if w+cw > b.cfg.MaxWeight {
-					carry = c
-					break collect
-				}
-				batch = append(batch, c)
-				w += cw
-			default:
-				break collect
-			}
-		}
-		b.waiting.Add(-int64(len(batch)))
-		wg.Go(func() {
-			defer func() { <-b.slots }()
-			b.send(ctx, batch)
-		})
 	}
+	b.batches.Wait()
 }
 
-// sendAlone sends c as a batch of one in the caller's goroutine, holding a slot it already took.
-func (b *Batcher[Req, Res]) sendAlone(ctx context.Context, c *call[Req, Res]) {
-	defer func() { <-b.slots }()
-	b.send(ctx, []*call[Req, Res]{c})
+// lead sends batch, whose first call is the caller's own and holds a slot, then hands the slot on with
+// the next batch to the first of the queued requests, or frees it when none waits.
+func (b *Batcher[Req, Res]) lead(batch []*call[Req, Res]) {
+	b.send(batch)
+	b.mu.Lock()
+	next := b.collect()
+	if len(next) == 0 {
+		b.inFlight--
+		b.mu.Unlock()
+		b.batches.Done()
+		return
+	}
+	b.mu.Unlock()
+	next[0].lead = next
+	close(next[0].done)
 }
 
-func (b *Batcher[Req, Res]) send(ctx context.Context, batch []*call[Req, Res]) {
-	mine := batch[:0]
+// collect takes the next batch off the queue: the oldest requests up to MaxWeight (at least one),
+// skipping those whose callers gave up and failing those that waited longer than MaxWait. mu is held.
+func (b *Batcher[Req, Res]) collect() []*call[Req, Res] {
+	var batch []*call[Req, Res]
+	w := 0
 	now := time.Now()
-	for _, c := range batch {
+	i := 0
+	for ; i < len(b.queue); i++ {
+		c := b.queue[i]
+		cw := b.weight(c.req)
+		if len(batch) > 0 && w+cw > b.cfg.MaxWeight {
+			break
+		}
 		if !c.state.CompareAndSwap(pending, taken) {
 			continue // its caller gave up
 		}
@@ -212,28 +200,39 @@ func (b *Batcher[Req, Res]) send(ctx context.Context, batch []*call[Req, Res]) {
 			close(c.done)
 			continue
 		}
-		mine = append(mine, c)
+		batch = append(batch, c)
+		w += cw
 	}
-	if len(mine) == 0 {
-		return
+	clear(b.queue[:i])
+	b.queue = b.queue[i:]
+	if len(b.queue) == 0 {
+		b.queue = nil // let the old backing array go
 	}
-	reqs := make([]Req, len(mine))
-	for i, c := range mine {
+	return batch
+}
+
+// send runs batch and answers every call of it but the first, the leader's own, which its caller
+// reads when send returns.
+func (b *Batcher[Req, Res]) send(batch []*call[Req, Res]) {
+	reqs := make([]Req, len(batch))
+	for i, c := range batch {
 		reqs[i] = c.req
 	}
-	// The batch outlives a shutdown's cancel: its callers are waiting for it and Timeout bounds it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.Timeout)
+	// The batch outlives its callers' contexts: they are waiting for it and Timeout bounds it.
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
 	res, err := b.run(ctx, reqs)
 	cancel()
 	if err == nil && len(res) != len(reqs) {
 		err = fmt.Errorf("coalesce: %d results for %d requests", len(res), len(reqs))
 	}
-	for i, c := range mine {
+	for i, c := range batch {
 		if err != nil {
 			c.err = err
 		} else {
 			c.res = res[i]
 		}
-		close(c.done)
+		if i > 0 {
+			close(c.done)
+		}
 	}
 }

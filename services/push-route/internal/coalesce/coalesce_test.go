@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -117,9 +118,9 @@ func doAll(b *Batcher[int, int], vals []int) (wait func() map[int]int, errs func
 func waitQueued(t *testing.T, b *Batcher[int, int], n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(b.queue) < n {
+	for queued(b) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d requests queued, want %d", len(b.queue), n)
+			t.Fatalf("%d requests queued, want %d", queued(b), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -132,7 +133,7 @@ func TestRequestsArrivingDuringABatchGoTogether(t *testing.T) {
 	<-r.started // batch [1] is in flight and holds the only slot
 
 	wait, _ := doAll(b, []int{2, 3, 4, 5, 6})
-	waitQueued(t, b, 4) // the loop holds one while it waits for the slot; the rest queue
+	waitQueued(t, b, 5) // all wait for the only slot
 	r.open()
 	got := wait()
 	firstDone()
@@ -158,7 +159,7 @@ func TestWeightSplitsBatches(t *testing.T) {
 	firstDone, _ := doAll(b, []int{1})
 	<-r.started
 	wait, _ := doAll(b, []int{4, 5, 6, 20})
-	waitQueued(t, b, 3)
+	waitQueued(t, b, 4)
 	r.open()
 	wait()
 	firstDone()
@@ -192,8 +193,7 @@ func TestAbandonedRequestIsNeverSent(t *testing.T) {
 		_, err := b.Do(ctx, 2)
 		errc <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
-	waitQueued0(t, b) // the loop holds 2, waiting for the slot
+	waitQueued(t, b, 1) // 2 waits for the slot
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Do after cancel = %v, want context.Canceled", err)
@@ -247,30 +247,15 @@ func TestFullQueueFailsFast(t *testing.T) {
 	b := start(t, Config{MaxInFlight: 1, MaxWeight: 1, MaxQueue: 2, Timeout: 5 * time.Second}, nil, r)
 	wait1, _ := doAll(b, []int{1})
 	<-r.started // 1 holds the only slot
-	wait2, _ := doAll(b, []int{2})
-	time.Sleep(20 * time.Millisecond)
-	waitQueued0(t, b) // the loop took 2 and waits for the slot with it
-	wait34, _ := doAll(b, []int{3, 4})
+	wait23, _ := doAll(b, []int{2, 3})
 	waitQueued(t, b, 2)
-	if _, err := b.Do(context.Background(), 5); !errors.Is(err, ErrFull) {
+	if _, err := b.Do(context.Background(), 4); !errors.Is(err, ErrFull) {
 		t.Fatalf("Do on a full queue = %v, want ErrFull", err)
 	}
 	r.open()
 	wait1()
-	wait2()
-	if got := wait34(); got[3] != 30 || got[4] != 40 {
+	if got := wait23(); got[2] != 20 || got[3] != 30 {
 		t.Fatalf("queued requests got %v", got)
-	}
-}
-
-func waitQueued0(t *testing.T, b *Batcher[int, int]) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(b.queue) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the loop did not take the queued request")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -313,4 +298,147 @@ func TestNewRejectsZeroBounds(t *testing.T) {
 	if _, err := New(Config{MaxInFlight: 1, MaxWeight: 1, MaxQueue: 0, Timeout: time.Second}, nil, newRecorder(false).run); err == nil {
 		t.Fatal("New accepted a zero queue")
 	}
+}
+
+// Closing fails what is still queued with ErrClosed, lets the batch in flight finish and answer, and
+// Run returns only after it.
+func TestCloseFailsQueuedAndWaitsForInFlight(t *testing.T) {
+	r := newRecorder(true)
+	b, err := New(cfg1, nil, r.run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	wait1, _ := doAll(b, []int{1})
+	<-r.started
+	_, errs := doAll(b, []int{2, 3})
+	waitQueued(t, b, 2)
+	cancel()
+	for _, err := range errs() {
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("queued request got %v, want ErrClosed", err)
+		}
+	}
+	select {
+	case <-done:
+		t.Fatal("Run returned with a batch in flight")
+	case <-time.After(20 * time.Millisecond):
+	}
+	r.open()
+	if got := wait1(); got[1] != 10 {
+		t.Fatalf("the batch in flight answered %v", got)
+	}
+	<-done
+}
+
+// Many callers, some giving up: every request that was not abandoned is answered with its own result,
+// none is sent twice, and no more than MaxInFlight batches ever run at once.
+func TestConcurrentCallersKeepTheBounds(t *testing.T) {
+	var running, most atomic.Int32
+	var mu sync.Mutex
+	sent := map[int]int{}
+	run := func(ctx context.Context, reqs []int) ([]int, error) {
+		n := running.Add(1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		defer running.Add(-1)
+		mu.Lock()
+		for _, v := range reqs {
+			sent[v]++
+		}
+		mu.Unlock()
+		time.Sleep(200 * time.Microsecond)
+		out := make([]int, len(reqs))
+		for i, v := range reqs {
+			out[i] = v * 10
+		}
+		return out, nil
+	}
+	b, err := New(Config{MaxInFlight: 2, MaxWeight: 8, MaxQueue: 10000, Timeout: 5 * time.Second}, nil, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	var wg sync.WaitGroup
+	var answered, gaveUp atomic.Int32
+	for i := range 2000 {
+		wg.Go(func() {
+			callCtx := context.Background()
+			if i%7 == 0 {
+				var stop context.CancelFunc
+				callCtx, stop = context.WithTimeout(callCtx, time.Duration(i%5)*100*time.Microsecond)
+				defer stop()
+			}
+			got, err := b.Do(callCtx, i)
+			switch {
+			case err == nil && got == i*10:
+				answered.Add(1)
+			case errors.Is(err, context.DeadlineExceeded):
+				gaveUp.Add(1)
+			default:
+				t.Errorf("Do(%d) = %d, %v", i, got, err)
+			}
+		})
+	}
+	wg.Wait()
+	if most.Load() > 2 {
+		t.Errorf("%d batches ran at once, want at most 2", most.Load())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for v, n := range sent {
+		if n > 1 {
+			t.Errorf("request %d sent %d times", v, n)
+		}
+	}
+	if int(answered.Load()) != len(sent) || answered.Load()+gaveUp.Load() != 2000 {
+		t.Errorf("answered %d, gave up %d, sent %d; want every sent request answered", answered.Load(), gaveUp.Load(), len(sent))
+	}
+	if queued(b) != 0 {
+		t.Errorf("%d requests left queued", queued(b))
+	}
+}
+
+// BenchmarkContended measures what coalescing costs per request when 64 callers share one slot and
+// each batch takes about a Redis round trip: the CPU of the hand-offs, not the batch's work.
+func BenchmarkContended(b *testing.B) {
+	run := func(ctx context.Context, reqs []int) ([]int, error) {
+		time.Sleep(50 * time.Microsecond)
+		return make([]int, len(reqs)), nil
+	}
+	bt, err := New(Config{MaxInFlight: 1, MaxWeight: 2000, MaxQueue: 10000, Timeout: 5 * time.Second}, nil, run)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { bt.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := bt.Do(context.Background(), 1); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// queued counts the requests waiting in b's queue.
+func queued(b *Batcher[int, int]) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
 }

@@ -219,6 +219,12 @@ func handleDrain(drain func()) http.Handler {
 
 func readyChecks(s *server, zkCheck func(context.Context) error) []health.Check {
 	return []health.Check{
+		{Name: "accepting", Probe: func(context.Context) error {
+			if s.draining.Load() {
+				return errors.New("draining: new connections are refused")
+			}
+			return nil
+		}},
 		{Name: "redis", Probe: func(ctx context.Context) error { return s.routes.store.Ping(ctx) }},
 		{Name: "zookeeper", Probe: zkCheck},
 		{Name: "kafka", Probe: s.producer.Ping},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -347,4 +348,79 @@ func TestRefusedTokensSayWhy(t *testing.T) {
 			t.Errorf("no refusal counted for %s", reason)
 		}
 	}
+}
+
+// The public listener answers plain HTTP the way every Herald listener does: probes for a load balancer
+// in front of it, and JSON errors (with one Content-Type) for whatever is not an upgrade Herald admits.
+func TestPublicListenerSpeaksPlainHTTP(t *testing.T) {
+	n := startNode(t, "ps-plain-http", nodeOpts{})
+	base := strings.TrimSuffix(strings.Replace(n.wsURL, "ws://", "http://", 1), "/ws")
+	tests := []struct {
+		name, method, path string
+		status             int
+		code, header       string // the error code in the JSON body, or a header the answer must carry
+	}{
+		{"health", "GET", "/healthz", 200, "", ""},
+		{"ready", "GET", "/readyz", 200, "", ""},
+		{"plain GET of the endpoint", "GET", "/ws", 400, "invalid_request", ""},
+		{"POST to the endpoint", "POST", "/ws", 405, "method_not_allowed", "Allow"},
+		{"a token but no upgrade", "GET", "/ws?token=abc", 400, "invalid_request", ""},
+		{"unknown path", "GET", "/nope", 404, "not_found", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, base+tt.path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("%s %s: %d %s, want %d", tt.method, tt.path, resp.StatusCode, body, tt.status)
+			}
+			if ct := resp.Header.Values("Content-Type"); len(ct) != 1 || ct[0] != "application/json" {
+				t.Errorf("Content-Type %q, want one application/json", ct)
+			}
+			var e struct{ Error struct{ Code string } }
+			if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != tt.code {
+				t.Errorf("body %s: code %q, want %q", body, e.Error.Code, tt.code)
+			}
+			if tt.header != "" && resp.Header.Get(tt.header) == "" {
+				t.Errorf("no %s header", tt.header)
+			}
+		})
+	}
+
+	// A refused upgrade carries one Content-Type too (gobwas writes its own text/plain one otherwise).
+	raw, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	fmt.Fprintf(raw, "GET /ws?token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(raw), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 401 || len(resp.Header.Values("Content-Type")) != 1 || !strings.Contains(string(body), `"unauthorized"`) {
+		t.Fatalf("refused upgrade: %d, Content-Type %q, body %s", resp.StatusCode, resp.Header.Values("Content-Type"), body)
+	}
+
+	// Draining: the public /readyz says not ready, so a load balancer stops sending devices.
+	if status := internalCall(t, n, wire.PathDrain, nil, nil); status != http.StatusAccepted {
+		t.Fatalf("drain: %d", status)
+	}
+	eventually(t, "public /readyz failing while draining", func() error {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return nil // the node has finished draining and exited: also not ready
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 503 {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
 }

@@ -157,11 +157,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return zk.Check(ctx)
 	}
+	s.ready = readyChecks(s, zkReady)
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
 		served <- service.Serve(serveCtx, logger, 5*time.Second,
-			service.Listener{Name: "internal", Listener: internalLn, Handler: newInternalServer(s, reg, readyChecks(s, zkReady), requestDrain)},
+			service.Listener{Name: "internal", Listener: internalLn, Handler: newInternalServer(s, reg, s.ready, requestDrain)},
 			service.Listener{Name: "public", Listener: publicLn, Accept: s.acceptWS},
 		)
 	}()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/heraldpush/herald/pkg/health"
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/token"
 	"github.com/heraldpush/herald/pkg/wire"
@@ -38,6 +39,9 @@ type server struct {
 	draining atomic.Bool
 
 	pong []byte // the pong frame's JSON, encoded once
+
+	// ready are the readiness checks, answered on both listeners; run sets them before serving.
+	ready []health.Check
 }
 
 // serverDeps are what a node is built from; run makes them from the real servers.

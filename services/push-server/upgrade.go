@@ -2,18 +2,24 @@ package main
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
 
+	"github.com/heraldpush/herald/pkg/health"
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/token"
 	"github.com/heraldpush/herald/pkg/wire"
@@ -43,15 +49,39 @@ type handshakeState struct {
 	origin string
 	binary bool
 	claims token.Claims
+	// probe is /healthz or /readyz when a load balancer asks instead of a device.
+	probe string
 }
 
+// refusal is an upgrade refused with a JSON error body, written by answer.
+type refusal struct {
+	status int
+	body   wire.ErrorBody
+	header http.Header
+}
+
+func (r *refusal) Error() string { return r.body.Error.Code + ": " + r.body.Error.Message }
+
 func reject(status int, code, msg string) error {
-	body, _ := json.Marshal(wire.ErrorBody{Error: wire.ErrorDetail{Code: code, Message: msg}})
-	return ws.RejectConnectionError(
-		ws.RejectionStatus(status),
-		ws.RejectionReason(string(body)),
-		ws.RejectionHeader(ws.HandshakeHeaderString("Content-Type: application/json\r\n")),
-	)
+	return &refusal{status: status, body: wire.ErrorBody{Error: wire.ErrorDetail{Code: code, Message: msg}}}
+}
+
+// errProbe stops gobwas's parsing of a probe request, which answer then serves.
+var errProbe = errors.New("health probe")
+
+// handshakeConn hands gobwas the connection but keeps its error responses off the wire: gobwas writes
+// its own text/plain head (a second Content-Type beside ours), so every refusal is written by answer
+// instead, as JSON like every other Herald error. Writes pass once the upgrade is admitted.
+type handshakeConn struct {
+	net.Conn
+	admitted bool
+}
+
+func (c *handshakeConn) Write(p []byte) (int, error) {
+	if !c.admitted {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
 }
 
 func (s *server) handshake(nc net.Conn) {
@@ -66,11 +96,17 @@ func (s *server) handshake(nc net.Conn) {
 	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 
 	var hs handshakeState
+	conn := &handshakeConn{Conn: nc}
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
 			path, query, _ := bytes.Cut(uri, []byte("?"))
-			if string(path) != "/ws" {
-				return reject(404, "not_found", "WebSocket endpoint is /ws")
+			switch string(path) {
+			case "/ws":
+			case "/healthz", "/readyz":
+				hs.probe = string(path)
+				return errProbe
+			default:
+				return reject(404, "not_found", "WebSocket endpoint is /ws (probes: /healthz, /readyz)")
 			}
 			q, err := url.ParseQuery(string(query))
 			if err != nil {
@@ -99,11 +135,19 @@ func (s *server) handshake(nc net.Conn) {
 			return nil
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
-			return nil, s.admit(&hs)
+			if err := s.admit(&hs); err != nil {
+				return nil, err
+			}
+			conn.admitted = true
+			return nil, nil
 		},
 	}
-	if _, err := u.Upgrade(nc); err != nil {
-		s.metrics.upgrades.WithLabelValues(upgradeLabel(err)).Inc()
+	if _, err := u.Upgrade(conn); err != nil {
+		status := s.answer(nc, hs.probe, err)
+		if hs.probe != "" {
+			return
+		}
+		s.metrics.upgrades.WithLabelValues(upgradeLabel(status)).Inc()
 		s.logger.Debug("upgrade refused", "remote", nc.RemoteAddr().String(), "err", err)
 		return
 	}
@@ -172,12 +216,87 @@ func (s *server) refuse(reason string, status int, code, msg string) error {
 	return reject(status, code, msg)
 }
 
-func upgradeLabel(err error) string {
-	var rej *ws.ConnectionRejectedError
-	if errors.As(err, &rej) {
-		return fmt.Sprint(rej.StatusCode())
+func upgradeLabel(status int) string {
+	if status == 0 {
+		return "failed"
 	}
-	return "failed"
+	return strconv.Itoa(status)
+}
+
+// answer writes the response to a request that was not upgraded, and returns its status (0 when the
+// connection failed before a request could be read, and nothing is written): a probe's answer, a
+// refusal of Herald's, or a JSON error for a request that is not a WebSocket upgrade.
+func (s *server) answer(nc net.Conn, probe string, err error) int {
+	nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if probe != "" {
+		var h http.Handler = health.Healthz()
+		if probe == "/readyz" {
+			h = health.Readyz(2*time.Second, s.ready...)
+		}
+		rec := &responseBuffer{header: http.Header{}}
+		h.ServeHTTP(rec, httptestRequest(probe))
+		writeResponse(nc, rec.status, rec.header, rec.body.Bytes())
+		return rec.status
+	}
+	var ref *refusal
+	var rej *ws.ConnectionRejectedError // gobwas's own refusals of what is not a valid upgrade
+	switch {
+	case errors.As(err, &ref):
+	case errors.Is(err, ws.ErrHandshakeBadMethod):
+		ref = reject(405, "method_not_allowed", "the WebSocket endpoint takes GET").(*refusal)
+		ref.header = http.Header{"Allow": {"GET"}}
+	case errors.Is(err, ws.ErrHandshakeBadSecVersion):
+		ref = reject(426, "invalid_request", "WebSocket version 13 is required").(*refusal)
+		ref.header = http.Header{"Sec-Websocket-Version": {"13"}}
+	case errors.As(err, &rej):
+		ref = reject(cmp.Or(rej.StatusCode(), 400), "invalid_request", "not a WebSocket upgrade: "+err.Error()).(*refusal)
+	default:
+		return 0 // the client went away or timed out mid-request
+	}
+	body, _ := json.Marshal(ref.body)
+	h := ref.header
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Content-Type", "application/json")
+	writeResponse(nc, ref.status, h, body)
+	return ref.status
+}
+
+// writeResponse writes a complete HTTP/1.1 response that closes the connection.
+func writeResponse(w io.Writer, status int, header http.Header, body []byte) {
+	resp := &http.Response{
+		StatusCode: status, ProtoMajor: 1, ProtoMinor: 1, Header: header, Close: true,
+		ContentLength: int64(len(body)), Body: io.NopCloser(bytes.NewReader(body)),
+	}
+	_ = resp.Write(w) // the client may be gone; nothing more to do
+}
+
+// httptestRequest is the request a probe handler sees: only its path matters to it.
+func httptestRequest(path string) *http.Request {
+	r, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, path, nil)
+	return r
+}
+
+// responseBuffer is an http.ResponseWriter that keeps the response, for probes served on the raw
+// public listener.
+type responseBuffer struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *responseBuffer) Header() http.Header { return b.header }
+
+func (b *responseBuffer) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *responseBuffer) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
 }
 
 // detach returns a duplicate of nc's descriptor, so the connection can be served from epoll after nc

@@ -86,6 +86,7 @@ func TestCompose(t *testing.T) {
 	t.Run("shutdown-grace", st.testShutdownGrace)
 	t.Run("secrets", st.testSecrets)
 	t.Run("kafka-topic", st.testKafkaTopic)
+	t.Run("readme-tables", st.testReadme)
 }
 
 func (st *stack) herald() []string { return sortedKeys(heraldServices) }

@@ -1,10 +1,16 @@
 package compose
 
 import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -150,4 +156,87 @@ func TestReadmeStackFields(t *testing.T) {
 			t.Errorf("README does not mention stack.json's field %s", name)
 		}
 	}
+}
+
+// TestReadmeCloseCodes checks that the README documents every WebSocket close code a push-server
+// sends: the wire.Close constants its code names, and the close codes wsconn declares for protocol
+// faults.
+func TestReadmeCloseCodes(t *testing.T) {
+	root := filepath.Join("..", "..")
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wireCodes := closeConsts(t, filepath.Join(root, "pkg", "wire", "wire.go"), "Close")
+	sent := map[string]int64{} // where it is named → code
+	err = filepath.WalkDir(filepath.Join(root, "services", "push-server"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		for name, v := range closeConsts(t, path, "close") {
+			sent[path+": "+name] = v
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if sel, ok := n.(*ast.SelectorExpr); ok {
+				if x, ok := sel.X.(*ast.Ident); ok && x.Name == "wire" {
+					if v, ok := wireCodes[sel.Sel.Name]; ok {
+						sent[path+": wire."+sel.Sel.Name] = v
+					}
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) < 5 {
+		t.Fatalf("found only %v: the walk is broken", sent)
+	}
+	for where, code := range sent {
+		if code == 1005 {
+			continue // "no status": how a close frame without a code is read, never sent (RFC 6455 7.4.1)
+		}
+		if !strings.Contains(string(readme), fmt.Sprintf("close `%d`", code)) {
+			t.Errorf("README does not document close `%d` (%s)", code, where)
+		}
+	}
+}
+
+// closeConsts reads the integer constants of a Go file whose names start with prefix and whose values
+// are WebSocket close codes (1000–4999).
+func closeConsts(t *testing.T, path, prefix string) map[string]int64 {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, decl := range f.Decls {
+		gd, ok := decl.(*ast.GenDecl)
+		if !ok || gd.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gd.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, name := range vs.Names {
+				if !strings.HasPrefix(name.Name, prefix) || i >= len(vs.Values) {
+					continue
+				}
+				lit, ok := vs.Values[i].(*ast.BasicLit)
+				if !ok || lit.Kind != token.INT {
+					continue
+				}
+				if v, err := strconv.ParseInt(lit.Value, 0, 64); err == nil && v >= 1000 && v <= 4999 {
+					out[name.Name] = v
+				}
+			}
+		}
+	}
+	return out
 }

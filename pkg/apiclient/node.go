@@ -62,8 +62,14 @@ func (n *NodeClient) Stats(ctx context.Context, nodeURL string) (wire.Stats, err
 	return st, err
 }
 
-// Drain asks the node to drain: it leaves the ring, tells its clients to reconnect, closes them in
-// paced batches and exits. It returns once the node has accepted.
+// Drain asks the node to drain: it leaves the ring, tells its clients to reconnect and closes them in
+// paced batches, then stays up, refusing connections, until it is stopped or undrained. It returns
+// once the node has accepted.
 func (n *NodeClient) Drain(ctx context.Context, nodeURL string) error {
 	return n.c.call(ctx, http.MethodPost, joinURL(nodeURL, wire.PathDrain), "", struct{}{}, nil, maxNodeAnswer)
+}
+
+// Undrain puts a draining node back into the ring: it takes connections again and auth hands it out.
+func (n *NodeClient) Undrain(ctx context.Context, nodeURL string) error {
+	return n.c.call(ctx, http.MethodPost, joinURL(nodeURL, wire.PathUndrain), "", struct{}{}, nil, maxNodeAnswer)
 }

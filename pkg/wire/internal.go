@@ -16,6 +16,7 @@ const (
 	PathKick         = "/internal/v1/kick"
 	PathStats        = "/internal/v1/stats"
 	PathDrain        = "/internal/v1/drain"
+	PathUndrain      = "/internal/v1/undrain"
 )
 
 // MaxInternalBody is the largest internal request body a push-server accepts. push-route keeps its

@@ -385,6 +385,12 @@ func TestAPIOverviewAndNodes(t *testing.T) {
 	if r := api(t, http.MethodPost, "/api/v1/nodes/ps-nope/drain", nil); r.status != 404 {
 		t.Fatalf("drain unknown: %d %s", r.status, r.body)
 	}
+	if r := api(t, http.MethodPost, "/api/v1/nodes/ps-nope/undrain", nil); r.status != 404 {
+		t.Fatalf("undrain unknown: %d %s", r.status, r.body)
+	}
+	if r := api(t, http.MethodPost, "/api/v1/nodes/"+nodes.Nodes[0].ID+"/undrain", nil); r.status != 409 || r.code() != "conflict" {
+		t.Fatalf("undrain of a live node: %d %s, want 409 conflict", r.status, r.body)
+	}
 }
 
 // TestFirstAdminRateLimitAndShutdown runs a second admin: it makes up the first admin's password and

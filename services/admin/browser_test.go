@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"image/png"
@@ -303,21 +302,32 @@ func TestBrowser(t *testing.T) {
 		if msg := text(t, ctx, `.notice`); !strings.Contains(msg, "ps-c is draining") {
 			t.Fatalf("notice %q", msg)
 		}
-		select {
-		case err := <-exited:
-			exited <- err // for the cleanup
-			if err != nil {
-				t.Fatalf("ps-c exited with %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("ps-c still running 20s after the drain")
-		}
-		waitPage(t, ctx, "/nodes", "ps-c gone from the list", func() error {
-			if n := count(t, ctx, `tr[data-node="ps-c"]`); n != 0 {
-				return errors.New("still listed")
+		waitPage(t, ctx, "/nodes", "ps-c listed as draining", func() error {
+			if got := text(t, ctx, `tr[data-node="ps-c"] .state`); got != "draining" {
+				return fmt.Errorf("ps-c is %q", got)
 			}
 			return nil
 		})
+		shot("drained")
+		// A drained node stays up: undrain puts it back.
+		if status := submit(t, ctx, `tr[data-node="ps-c"] .undrain-form button`); status != 200 {
+			t.Fatalf("undrain: status %d", status)
+		}
+		if msg := text(t, ctx, `.notice`); !strings.Contains(msg, "ps-c takes connections again") {
+			t.Fatalf("notice %q", msg)
+		}
+		waitPage(t, ctx, "/nodes", "ps-c live again", func() error {
+			if got := text(t, ctx, `tr[data-node="ps-c"] .state`); got != "live" {
+				return fmt.Errorf("ps-c is %q", got)
+			}
+			return nil
+		})
+		select {
+		case err := <-exited:
+			exited <- err // for the cleanup
+			t.Fatalf("ps-c exited (%v): a drained node should stay up", err)
+		default:
+		}
 	})
 	t.Run("log out", func(t *testing.T) {
 		navigate(t, ctx, "/")

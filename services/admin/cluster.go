@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -143,7 +144,7 @@ func (c *cluster) kick(ctx context.Context, uid, reason string) []kickResult {
 }
 
 // drain asks the node to drain: it leaves the ring, tells its clients to reconnect, closes them in
-// batches and exits.
+// batches, and stays up, drained, until it is undrained or stopped.
 func (c *cluster) drain(ctx context.Context, id string, force bool) error {
 	n, ok := c.get(id)
 	if !ok {
@@ -153,6 +154,22 @@ func (c *cluster) drain(ctx context.Context, id string, force bool) error {
 		return httpapi.Errorf(httpapi.CodeConflict, "%s is the last push-server taking logins: draining it leaves every device without a node and every login answered 503; drain it anyway with force", id)
 	}
 	if err := c.api.Drain(ctx, n.InternalURL); err != nil {
+		return httpapi.Errorf(httpapi.CodeUnavailable, "push-server %s: %v", id, err)
+	}
+	return nil
+}
+
+// undrain puts a draining node back into the ring.
+func (c *cluster) undrain(ctx context.Context, id string) error {
+	n, ok := c.get(id)
+	if !ok {
+		return httpapi.Errorf(httpapi.CodeNotFound, "no live push-server %q", id)
+	}
+	if err := c.api.Undrain(ctx, n.InternalURL); err != nil {
+		var nodeErr *apiclient.Error
+		if errors.As(err, &nodeErr) && nodeErr.Status == http.StatusConflict {
+			return httpapi.Errorf(httpapi.CodeConflict, "%s is not draining", id)
+		}
 		return httpapi.Errorf(httpapi.CodeUnavailable, "push-server %s: %v", id, err)
 	}
 	return nil

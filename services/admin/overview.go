@@ -128,7 +128,7 @@ func handleDrainPage(logger *slog.Logger, d serverDeps) http.Handler {
 			return
 		}
 		render(w, r, http.StatusAccepted, "nodes", view{
-			Title: "Nodes", Nav: "nodes", Notice: id + " is draining: its clients are told to reconnect elsewhere, then it exits.",
+			Title: "Nodes", Nav: "nodes", Notice: id + " is draining: its clients are told to reconnect elsewhere; it then stays up, taking no connections, until it is undrained or stopped.",
 			Data: d.nodes.status(r.Context()),
 		})
 	})
@@ -142,6 +142,34 @@ func handleDrainAPI(logger *slog.Logger, d serverDeps) http.Handler {
 			return
 		}
 		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"node": id, "status": "draining"})
+	})
+}
+
+// handleUndrainPage puts a draining node back into the ring from the nodes page.
+func handleUndrainPage(logger *slog.Logger, d serverDeps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if err := d.nodes.undrain(r.Context(), id); err != nil {
+			render(w, r, statusOf(err), "nodes", view{Title: "Nodes", Nav: "nodes", Error: errText(err), Data: d.nodes.status(r.Context())})
+			return
+		}
+		done(logger, d, r, "undrain", "node", id)
+		render(w, r, http.StatusOK, "nodes", view{
+			Title: "Nodes", Nav: "nodes", Notice: id + " takes connections again and is back in auth's ring.",
+			Data: d.nodes.status(r.Context()),
+		})
+	})
+}
+
+func handleUndrainAPI(logger *slog.Logger, d serverDeps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if err := d.nodes.undrain(r.Context(), id); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		done(logger, d, r, "undrain", "node", id)
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"node": id, "status": "live"})
 	})
 }
 

@@ -61,6 +61,7 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 	page("GET /nodes", "nodes", handleNodesPage(d))
 	page("GET /nodes/{id}/drain", "drain", handleDrainConfirm(d))
 	page("POST /nodes/{id}/drain", "drain", handleDrainPage(logger, d))
+	page("POST /nodes/{id}/undrain", "undrain", handleUndrainPage(logger, d))
 
 	api("GET /api/v1/overview", "overview", handleOverviewAPI(logger, d))
 	api("POST /api/v1/push", "push", handlePushAPI(logger, d, maxBody))
@@ -78,6 +79,7 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 	api("GET /api/v1/upstream", "upstream", handleUpstreamAPI(logger, d))
 	api("GET /api/v1/nodes", "nodes", handleNodesAPI(d))
 	api("POST /api/v1/nodes/{id}/drain", "drain", handleDrainAPI(logger, d))
+	api("POST /api/v1/nodes/{id}/undrain", "undrain", handleUndrainAPI(logger, d))
 	mux.Handle("/api/", d.metrics.http.Wrap(logger, "unknown", httpapi.Unrouted(mux, "/api/", "/")))
 
 	mux.Handle("/", d.metrics.http.Wrap(logger, "unknown", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

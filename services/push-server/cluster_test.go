@@ -383,23 +383,45 @@ func TestDrainMovesClientsToTheOtherNode(t *testing.T) {
 			t.Fatal("a Go client did not land on the other node")
 		}
 	}
-	// The drained node left ZooKeeper and its routes.
-	select {
-	case err := <-a.done:
-		if err != nil {
-			t.Fatalf("drained node exited with %v", err)
-		}
-		close(a.done)
-	case <-time.After(20 * time.Second):
-		t.Fatal("drained node did not exit")
-	}
-	for _, uid := range uids {
-		for _, r := range lookup(t, sharedRedis, uid) {
-			if r.Node == a.id {
-				t.Fatalf("route of the drained node left: %+v", r)
+	// The drained node stays up, refusing connections, with none of the routes left.
+	eventually(t, "the drained node's routes gone", func() error {
+		for _, uid := range uids {
+			for _, r := range lookup(t, sharedRedis, uid) {
+				if r.Node == a.id {
+					return fmt.Errorf("route of the drained node left: %+v", r)
+				}
 			}
 		}
+		return nil
+	})
+	if _, status := tryDial(t, a.wsURL+"?token="+tokenFor(t, "after-drain", "d")); status != 503 {
+		t.Fatalf("a drained node answered a connect with %d, want 503", status)
 	}
+
+	// Undrained, it takes connections again and is back in ZooKeeper without the draining flag.
+	if status := internalCall(t, a, wire.PathUndrain, struct{}{}, nil); status != http.StatusOK {
+		t.Fatalf("undrain: %d", status)
+	}
+	if status := internalCall(t, a, wire.PathUndrain, struct{}{}, nil); status != http.StatusConflict {
+		t.Fatalf("undrain of a live node: %d, want 409", status)
+	}
+	dial(t, a, "after-undrain", "d")
+	zkConn, _, err := zk.Connect([]string{zkServer.Addr}, 5*time.Second, zk.WithLogger(zkQuiet{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zkConn.Close()
+	eventually(t, "the undrained node live in zookeeper", func() error {
+		b, _, err := zkConn.Get(discovery.Root + "/" + a.id)
+		if err != nil {
+			return err
+		}
+		var n discovery.Node
+		if err := json.Unmarshal(b, &n); err != nil || n.Draining {
+			return fmt.Errorf("znode %s (%v)", b, err)
+		}
+		return nil
+	})
 }
 
 // startAuth builds and runs the real auth service and returns its URL and a fresh API key.

@@ -4,22 +4,22 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 )
 
-// drain empties the node before it exits: it leaves auth's ring (draining in ZooKeeper), tells every
-// client to reconnect, then closes connections with 1012 in paced batches so the other nodes are not
-// hit by every client at once. It returns when no connection is left or the timeout passed.
-func (s *server) drain(reg *discovery.Registration, timeout time.Duration) {
+// drain empties the node: it leaves auth's ring (draining in ZooKeeper), tells every client to
+// reconnect, then closes connections with 1012 in paced batches so the other nodes are not hit by every
+// client at once. It returns when no connection is left, the timeout passed, or undrain stopped it.
+// Drained, the node refuses connections until undrain or its exit.
+func (s *server) drain(timeout time.Duration) {
 	if !s.draining.CompareAndSwap(false, true) {
 		return
 	}
 	start := time.Now()
 	conns, _ := s.hub.Count()
 	s.logger.Info("draining", "connections", conns)
-	if reg != nil {
+	if reg := s.registration.Load(); reg != nil {
 		if err := reg.SetDraining(true); err != nil {
 			s.logger.Warn("mark draining in zookeeper", "err", err)
 		}
@@ -28,7 +28,7 @@ func (s *server) drain(reg *discovery.Registration, timeout time.Duration) {
 	s.broadcast(wsconn.Prepare(msg))
 
 	deadline := start.Add(timeout)
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && s.draining.Load() {
 		var all []*wsconn.Conn
 		s.hub.Each(1, func(c *wsconn.Conn) { all = append(all, c) })
 		if len(all) == 0 {
@@ -45,4 +45,19 @@ func (s *server) drain(reg *discovery.Registration, timeout time.Duration) {
 	}
 	left, _ := s.hub.Count()
 	s.logger.Info("drained", "took", time.Since(start), "left", left)
+}
+
+// undrain puts a draining node back into auth's ring and takes connections again; it reports false
+// when the node was not draining.
+func (s *server) undrain() (bool, error) {
+	if !s.draining.CompareAndSwap(true, false) {
+		return false, nil
+	}
+	s.logger.Info("undrained: taking connections again")
+	if reg := s.registration.Load(); reg != nil {
+		if err := reg.SetDraining(false); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
 }

@@ -22,7 +22,7 @@ import (
 
 // newInternalServer is the node's internal API, for push-route and admin, plus metrics and probes.
 // Every endpoint is listed here.
-func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check, drain func()) http.Handler {
+func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check) http.Handler {
 	guard := func(route string, h http.Handler) http.Handler {
 		return s.metrics.http.Wrap(s.logger, route, httpapi.RequireSecret(wire.SecretHeader, s.cfg.InternalSecret, h))
 	}
@@ -32,7 +32,8 @@ func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check
 	mux.Handle("POST "+wire.PathBroadcast, guard("broadcast", handleBroadcast(s)))
 	mux.Handle("POST "+wire.PathKick, guard("kick", handleKick(s)))
 	mux.Handle("GET "+wire.PathStats, guard("stats", handleStats(s)))
-	mux.Handle("POST "+wire.PathDrain, guard("drain", handleDrain(drain)))
+	mux.Handle("POST "+wire.PathDrain, guard("drain", handleDrain(s)))
+	mux.Handle("POST "+wire.PathUndrain, guard("undrain", handleUndrain(s)))
 	return mux
 }
 
@@ -210,10 +211,26 @@ func residentBytes() uint64 {
 	return pages * uint64(os.Getpagesize())
 }
 
-func handleDrain(drain func()) http.Handler {
+// handleDrain starts a drain and answers at once; the node then stays up, drained, until it is
+// undrained or stopped.
+func handleDrain(s *server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		go drain()
+		go s.drain(s.cfg.ShutdownTimeout)
 		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"status": "draining"})
+	})
+}
+
+func handleUndrain(s *server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok, err := s.undrain()
+		switch {
+		case !ok:
+			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeConflict, "this node is not draining"))
+		case err != nil:
+			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnavailable, "taking connections again, but zookeeper did not take the change yet (it is retried): %v", err))
+		default:
+			httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "live"})
+		}
 	})
 }
 

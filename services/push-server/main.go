@@ -133,10 +133,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer stopBackground()
 	bg.Go(func() { s.run(bgCtx) })
 
-	var drainOnce sync.Once
-	drainReq := make(chan struct{})
-	requestDrain := func() { drainOnce.Do(func() { close(drainReq) }) }
-
 	// Both listen before the node announces itself, so auth never hands out an address that refuses.
 	internalLn, err := net.Listen("tcp", cfg.InternalAddr)
 	if err != nil {
@@ -162,7 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	served := make(chan error, 1)
 	go func() {
 		served <- service.Serve(serveCtx, logger, 5*time.Second,
-			service.Listener{Name: "internal", Listener: internalLn, Handler: newInternalServer(s, reg, s.ready, requestDrain)},
+			service.Listener{Name: "internal", Listener: internalLn, Handler: newInternalServer(s, reg, s.ready)},
 			service.Listener{Name: "public", Listener: publicLn, Accept: s.acceptWS},
 		)
 	}()
@@ -184,17 +180,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return err
 	}
+	s.registration.Store(registration)
 	registered.Store(true)
 	logger.Info("registered in zookeeper", "ws_url", node.WSURL)
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
-	case <-drainReq:
 	case serveErr = <-served:
 		stopServing()
 	}
-	s.drain(registration, cfg.ShutdownTimeout)
+	s.drain(cfg.ShutdownTimeout)
 	if serveErr == nil {
 		serveErr = stopListeners()
 	}

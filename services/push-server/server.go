@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/health"
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/token"
@@ -42,6 +43,8 @@ type server struct {
 
 	// ready are the readiness checks, answered on both listeners; run sets them before serving.
 	ready []health.Check
+	// registration is the node's znode once announced (nil before), which drain and undrain update.
+	registration atomic.Pointer[discovery.Registration]
 }
 
 // serverDeps are what a node is built from; run makes them from the real servers.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -395,18 +396,44 @@ func TestClusterStack(t *testing.T) {
 	if status, b := post(t, st.AdminURL+"/api/v1/nodes/ps-3/drain", basic, nil); status != http.StatusAccepted {
 		t.Fatalf("drain ps-3: %d %s", status, b)
 	}
-	testenv.Eventually(t, "ps-3 gone from the console", func() error {
-		if got := nodes(); len(got) != 2 || got["ps-3"] != "" {
+	testenv.Eventually(t, "ps-3 draining in the console", func() error {
+		if got := nodes(); len(got) != 3 || got["ps-3"] != "draining" {
 			return fmt.Errorf("nodes %v", got)
 		}
 		return nil
 	})
-	for i := range 20 {
-		status, b := post(t, st.AuthURLs[i%2]+"/v1/tokens", "Bearer "+st.APIKey, map[string]string{"uid": fmt.Sprintf("after-drain-%d", i), "device": "d"})
-		if status != http.StatusOK || strings.Contains(string(b), st.PushServers[2].WSURL) {
-			t.Fatalf("login after ps-3 drained: %d %s", status, b)
+	logins := func(prefix string) (toPS3 int) {
+		for i := range 30 {
+			status, b := post(t, st.AuthURLs[i%2]+"/v1/tokens", "Bearer "+st.APIKey, map[string]string{"uid": fmt.Sprintf("%s-%d", prefix, i), "device": "d"})
+			if status != http.StatusOK {
+				t.Fatalf("login: %d %s", status, b)
+			}
+			if strings.Contains(string(b), st.PushServers[2].WSURL) {
+				toPS3++
+			}
 		}
+		return toPS3
 	}
+	// auth sees the drain through its ZooKeeper watch, a moment after the node.
+	testenv.Eventually(t, "logins avoid the drained ps-3", func() error {
+		if n := logins("after-drain"); n != 0 {
+			return fmt.Errorf("%d logins sent to the drained ps-3", n)
+		}
+		return nil
+	})
+	// Undrained, ps-3 is live again and auth hands it out.
+	if status, b := post(t, st.AdminURL+"/api/v1/nodes/ps-3/undrain", basic, nil); status != http.StatusOK {
+		t.Fatalf("undrain ps-3: %d %s", status, b)
+	}
+	testenv.Eventually(t, "logins reach ps-3 again", func() error {
+		if got := nodes(); got["ps-3"] != "live" {
+			return fmt.Errorf("nodes %v", got)
+		}
+		if logins("after-undrain") == 0 {
+			return errors.New("no login sent to ps-3")
+		}
+		return nil
+	})
 }
 
 func getJSON(t testing.TB, u string, v any) {

@@ -68,15 +68,21 @@ func start(t *testing.T, cfg Config, weight func(int) int, r *recorder) *Batcher
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { b.Run(ctx); close(done) }()
+	cancel, done := runBatcher(b)
 	t.Cleanup(func() {
 		r.open()
 		cancel()
 		<-done
 	})
 	return b
+}
+
+// runBatcher runs b until cancel; done is closed once Run has returned.
+func runBatcher(b *Batcher[int, int]) (cancel context.CancelFunc, done <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := make(chan struct{})
+	go func() { b.Run(ctx); close(d) }()
+	return cancel, d
 }
 
 var cfg1 = Config{MaxInFlight: 1, MaxWeight: 100, MaxQueue: 100, Timeout: 5 * time.Second}
@@ -281,9 +287,7 @@ func TestClosedBatcher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { b.Run(ctx); close(done) }()
+	cancel, done := runBatcher(b)
 	if _, err := b.Do(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -308,9 +312,7 @@ func TestCloseFailsQueuedAndWaitsForInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { b.Run(ctx); close(done) }()
+	cancel, done := runBatcher(b)
 	wait1, _ := doAll(b, []int{1})
 	<-r.started
 	_, errs := doAll(b, []int{2, 3})
@@ -364,9 +366,7 @@ func TestConcurrentCallersKeepTheBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { b.Run(ctx); close(done) }()
+	cancel, done := runBatcher(b)
 	defer func() { cancel(); <-done }()
 
 	var wg sync.WaitGroup
@@ -420,9 +420,7 @@ func BenchmarkContended(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { bt.Run(ctx); close(done) }()
+	cancel, done := runBatcher(bt)
 	defer func() { cancel(); <-done }()
 	b.SetParallelism(32)
 	b.ResetTimer()

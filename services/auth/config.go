@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/heraldpush/herald/pkg/config"
@@ -23,6 +24,7 @@ type Config struct {
 	LoginPerUID      int // login attempts per uid per minute (also the burst)
 	LoginPerIP       int // login attempts per client address per minute (also the burst)
 	ClientIPHeader   string
+	AllowedOrigins   []string // browsers that may call POST /v1/login from another origin
 	BcryptCost       int
 	MySQLTimeout     time.Duration
 	LogLevel         string
@@ -44,11 +46,18 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.LoginPerIP, "login-rate-per-ip", 120, "login attempts allowed per client address per minute (429 above)")
 	fs.StringVar(&c.ClientIPHeader, "client-ip-header", "", "header carrying the client address when behind a proxy (e.g. X-Forwarded-For); empty uses the peer address")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", 10, "bcrypt cost for password hashes")
+	var origins string
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins of web pages that may call POST /v1/login (CORS); others are refused with 403; empty: no cross-origin page may read its answers, and none is refused")
 	fs.DurationVar(&c.MySQLTimeout, "mysql-timeout", 2*time.Second, "bound of one request's MySQL work (an account or API key check); past it the request answers 503 unavailable instead of waiting on a frozen database")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish after SIGTERM")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return Config{}, err
+	}
+	for _, o := range strings.Split(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
 	}
 	if c.MySQLTimeout <= 0 {
 		return Config{}, fmt.Errorf("-mysql-timeout must be positive")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -300,5 +301,70 @@ func TestFailedNodeIsAvoided(t *testing.T) {
 	}
 	if status, code := mint("bad|node"); status != http.StatusBadRequest || code != "invalid_request" {
 		t.Fatalf("a malformed failed_node: %d %s, want 400 invalid_request", status, code)
+	}
+}
+
+// Pages on -allowed-origins may log in from the browser (preflight included); other origins are
+// refused with a JSON error; /v1/tokens never answers CORS, since an API key does not belong in a page.
+func TestLoginCORS(t *testing.T) {
+	const page, other = "https://app.example", "https://evil.example"
+	a := startAuth(t, servers{}, map[string]string{"HERALD_ALLOWED_ORIGINS": page + ", https://other-app.example"})
+	registerNode(t, sharedZK, node("ps-cors"))
+	ctx := context.Background()
+	if err := a.accounts.Create(ctx, "corinne", "pw-cors"); err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := a.keys.Create(ctx, "cors backend")
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(method, path, origin string, header http.Header, body string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, a.url+path, strings.NewReader(body))
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+
+	preflight := http.Header{"Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"content-type"}}
+	resp, _ := send(http.MethodOptions, "/v1/login", page, preflight, "")
+	if resp.StatusCode/100 != 2 || resp.Header.Get("Access-Control-Allow-Origin") != page || !strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "POST") {
+		t.Fatalf("preflight from %s: %d %v", page, resp.StatusCode, resp.Header)
+	}
+	login := `{"uid":"corinne","password":"pw-cors","device":"web"}`
+	eventually(t, "a login from the allowed page", func() error {
+		resp, b := send(http.MethodPost, "/v1/login", page, http.Header{"Content-Type": {"application/json"}}, login)
+		if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != page {
+			return fmt.Errorf("%d %s %v", resp.StatusCode, b, resp.Header)
+		}
+		return nil
+	})
+	for _, method := range []string{http.MethodOptions, http.MethodPost} {
+		resp, b := send(method, "/v1/login", other, preflight, login)
+		if resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "" || !strings.Contains(string(b), `"forbidden"`) {
+			t.Errorf("%s from %s: %d %s %v, want 403 forbidden without CORS headers", method, other, resp.StatusCode, b, resp.Header)
+		}
+	}
+	// Not from a browser: no Origin, no CORS, as before.
+	if resp, b := send(http.MethodPost, "/v1/login", "", nil, login); resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("login without an Origin: %d %s", resp.StatusCode, b)
+	}
+	// /v1/tokens: no CORS for anyone, preflight included.
+	resp, _ = send(http.MethodPost, "/v1/tokens", page, http.Header{"Authorization": {"Bearer " + key}}, `{"uid":"u","device":"d"}`)
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("tokens from a page: %d, CORS %q; want no CORS", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	if resp, _ := send(http.MethodOptions, "/v1/tokens", page, preflight, ""); resp.StatusCode != 405 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight of /v1/tokens: %d %v, want 405 without CORS", resp.StatusCode, resp.Header)
 	}
 }

@@ -37,7 +37,13 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 	}
 	wrap := d.metrics.http.Wrap
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/login", wrap(logger, "login", handleLogin(logger, cfg.MaxBody, limits, d)))
+	// Pages on -allowed-origins may log in from the browser; /v1/tokens never answers CORS, since an
+	// API key does not belong in a browser.
+	login := wrap(logger, "login", httpapi.CORS(cfg.AllowedOrigins, []string{http.MethodPost}, handleLogin(logger, cfg.MaxBody, limits, d)))
+	mux.Handle("POST /v1/login", login)
+	if len(cfg.AllowedOrigins) > 0 {
+		mux.Handle("OPTIONS /v1/login", login)
+	}
 	mux.Handle("POST /v1/tokens", wrap(logger, "tokens", handleTokens(logger, cfg.MaxBody, d)))
 	mux.Handle("GET /healthz", health.Healthz())
 	mux.Handle("GET /readyz", health.Readyz(2*time.Second, d.ready...))

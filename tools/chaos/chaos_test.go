@@ -36,7 +36,7 @@ func TestPromisesUnderFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "stack"), "-bin", bin, "-dir", stackDir,
-		"-base-port", fmt.Sprint(testenv.FreePortRange(t, 20)), "-log-level", "warn", "-restart-delay", "1s")
+		"-base-port", fmt.Sprint(testenv.FreePortRange(t, 20)), "-log-level", "warn", "-restart-delay", "1s", "-clients", "../../clients/js")
 	cmd.Stdout, cmd.Stderr = stackLog, stackLog
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = time.Minute

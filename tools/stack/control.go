@@ -133,8 +133,8 @@ func handleRedisMaster(in infra) http.Handler {
 	})
 }
 
-// serveControl serves h on addr until ctx ends.
-func serveControl(ctx context.Context, logger *slog.Logger, addr string, h http.Handler) error {
+// serveHTTP serves h on addr until ctx ends (the control API, the demo app).
+func serveHTTP(ctx context.Context, logger *slog.Logger, addr string, h http.Handler) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err

@@ -52,7 +52,12 @@ type options struct {
 	restartDelay time.Duration
 	// cluster runs the production-shaped stack (see the package comment).
 	cluster bool
+	// clients is the directory of the browser client (clients/js), which the demo app serves.
+	clients string
 }
+
+// demoAddr is where the demo web app listens (8091 by default); auth lets pages from it log in.
+func (o options) demoAddr() string { return o.addr(11, false) }
 
 // addr is the loopback address of the service port at offset from the base port. Public listeners
 // sit at base+offset, internal ones 1000 above: 8080 push-route, 8081 auth, 8082 and 8083 the
@@ -79,6 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level of the services")
 	fs.DurationVar(&o.restartDelay, "restart-delay", 2*time.Second, "restart a service that died after this long (0: report it and leave it down)")
 	fs.IntVar(&o.basePort, "base-port", 8080, "first public port of the services (internal ports are 1000 above)")
+	fs.StringVar(&o.clients, "clients", "clients/js", "directory of the browser client (herald.js), served with the demo web app")
 	fs.BoolVar(&o.cluster, "cluster", false, "run at production shape: a ZooKeeper ensemble of 3, a Redis Cluster of 3 masters with a replica each, 3 Kafka-protocol brokers, and several instances of every service")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
@@ -88,6 +94,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	logger = logger.With("service", "stack")
+	clientJS, err := os.ReadFile(filepath.Join(o.clients, "herald.js"))
+	if err != nil {
+		return fmt.Errorf("the browser client for the demo app: %w (run from the repository root, or set -clients)", err)
+	}
 
 	// Every run starts from empty data: a local stack is for trying things, and a clean start means a
 	// known state.
@@ -136,7 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	controlAddr := o.addr(19, true)
-	if err := serveControl(ctx, logger, controlAddr, control(logger, infra, func() {
+	if err := serveHTTP(ctx, logger, controlAddr, control(logger, infra, func() {
 		if err := writePIDs(); err != nil {
 			logger.Error("rewrite stack.json", "err", err)
 		}
@@ -144,6 +154,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("control listener: %w", err)
 	}
 	started.ControlURL = "http://" + controlAddr
+	if err := serveHTTP(ctx, logger, o.demoAddr(), demo(logger, clientJS, started)); err != nil {
+		return fmt.Errorf("demo listener: %w", err)
+	}
+	started.DemoURL = "http://" + o.demoAddr() + "/"
 	stackMu.Lock()
 	stack = started
 	stackMu.Unlock()
@@ -185,6 +199,9 @@ func printStack(w io.Writer, s Stack, path string) {
 	}
 	for _, ps := range s.PushServers {
 		fmt.Fprintf(w, "  push-server   %s %s\n", ps.ID, ps.WSURL)
+	}
+	if s.DemoURL != "" {
+		fmt.Fprintf(w, "  demo app      %s   (a web page that receives pushes: open it in a browser)\n", s.DemoURL)
 	}
 	fmt.Fprintf(w, "  API key       %s\n", s.APIKey)
 	fmt.Fprintf(w, "  demo account  uid %s, password %s\n", s.DemoUID, s.DemoPassword)

@@ -106,6 +106,8 @@ func startServices(ctx context.Context, procs *supervisor, in infra, c credentia
 			"HERALD_MYSQL_DSN":       in.mysql.DSN,
 			"HERALD_ZOOKEEPER":       in.zooKeeper(),
 			"HERALD_JWT_PRIVATE_KEY": c.privateKeyFile,
+			// The demo web app's page logs in from its own origin.
+			"HERALD_ALLOWED_ORIGINS": "http://" + o.demoAddr(),
 			"HERALD_LOG_LEVEL":       o.logLevel,
 		}); err != nil {
 			return stack, err

@@ -46,7 +46,7 @@ func startStack(t *testing.T, base int, args ...string) *runningStack {
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &runningStack{dir: dir, done: make(chan error, 1)}
 	go func() {
-		rs.done <- run(ctx, append([]string{"-dir", dir, "-bin", bin, "-base-port", fmt.Sprint(base), "-log-level", "warn"}, args...),
+		rs.done <- run(ctx, append([]string{"-dir", dir, "-bin", bin, "-base-port", fmt.Sprint(base), "-log-level", "warn", "-clients", "../../clients/js"}, args...),
 			func(string) string { return "" }, io.Discard)
 	}()
 	stopped := false

@@ -54,6 +54,9 @@ type Stack struct {
 	// address, pid, whether it runs and, for Redis and ZooKeeper, its current role) and
 	// GET /redis/master?key=K (the Redis server that is master of K's slot now).
 	ControlURL string `json:"control_url"`
+	// DemoURL is the demo web app: a page that is a Herald client (clients/js), for trying pushes
+	// in a browser.
+	DemoURL string `json:"demo_url,omitempty"`
 }
 
 // PushServer is one push-server node of the stack.

@@ -1,0 +1,62 @@
+// Types of herald.js (Herald's browser client).
+
+export interface HeraldOptions {
+  /** auth's base URL, for logging in with uid and password. */
+  authURL?: string;
+  uid?: string;
+  password?: string;
+  /** The device name in the token (default "web"). */
+  device?: string;
+  /** A token minted by your backend (POST /v1/tokens) and the ws_url that came with it. */
+  token?: string;
+  wsURL?: string;
+  /** Called before every connect instead of logging in. */
+  tokenProvider?: () => Promise<{ token: string; wsURL: string }>;
+  /** First reconnect delay in ms (default 500). */
+  minBackoff?: number;
+  /** Longest reconnect delay in ms (default 15000). */
+  maxBackoff?: number;
+  /** Milliseconds to wait for an up_ack before resending (default 5000). */
+  upTimeout?: number;
+}
+
+export interface PushDetail {
+  id: string;
+  data: unknown;
+  /** Unix milliseconds. */
+  ts: number;
+}
+
+export interface StateDetail {
+  state: "connecting" | "open" | "closed";
+  transport: "websocket";
+  node?: string;
+  connID?: string;
+  code?: number;
+  reason?: string;
+  retryInMs?: number;
+}
+
+export interface ErrorDetail {
+  code: string;
+  message: string;
+  ref?: string;
+}
+
+export interface HeraldEventMap {
+  push: CustomEvent<PushDetail>;
+  state: CustomEvent<StateDetail>;
+  error: CustomEvent<ErrorDetail>;
+}
+
+export declare class HeraldClient extends EventTarget {
+  constructor(opts: HeraldOptions);
+  /** Connects, and keeps reconnecting until close(). */
+  start(): void;
+  /** Closes the connection for good; sends still waiting fail. */
+  close(): void;
+  /** Sends data up to Kafka; resolves with the message's id once it is stored. */
+  send(data: unknown): Promise<string>;
+  addEventListener<K extends keyof HeraldEventMap>(type: K, listener: (ev: HeraldEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+}

@@ -22,7 +22,7 @@ func TestDemoInChromium(t *testing.T) {
 	}
 	path, err := exec.LookPath("chromium")
 	if err != nil {
-		t.Skip("chromium is not installed (scripts/install-deps.sh chromium installs it; the admin tests need it too)")
+		t.Fatal("chromium is not installed: scripts/install-deps.sh chromium installs it (make test does)")
 	}
 	st := startStack(t, testenv.FreePortRange(t, 20)).st
 	if st.DemoURL == "" {

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"flag"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +14,8 @@ import (
 
 	"github.com/heraldpush/herald/pkg/testenv"
 )
+
+var updateScreenshot = flag.Bool("update-screenshot", false, "write the demo test's screenshot to demo/screenshot.png (shown in the README)")
 
 // TestDemoInChromium opens the local stack's demo app in Debian's headless chromium: the page logs in
 // through auth from its own origin (CORS), connects over WebSocket, receives a push it asks for, gets
@@ -30,7 +35,7 @@ func TestDemoInChromium(t *testing.T) {
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.UserDataDir(t.TempDir()))
+		chromedp.Flag("disable-background-networking", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1100, 900))
 	ctx, cancel := chromedp.NewContext(alloc)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
@@ -81,5 +86,14 @@ func TestDemoInChromium(t *testing.T) {
 	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](arrived))
 	if err != nil || n != 1 {
 		t.Fatalf("the push sent while away was shown %d times (%v)", n, err)
+	}
+	b, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil || len(b) == 0 {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if *updateScreenshot {
+		if err := os.WriteFile(filepath.Join("demo", "screenshot.png"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

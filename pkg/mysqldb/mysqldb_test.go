@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -73,18 +72,7 @@ func TestFrozenServerFailsFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	pid := m.PID()
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			syscall.Kill(pid, syscall.SIGCONT)
-		}
-	}
-	defer resume()
+	resume := testenv.Freeze(t, m.PID())
 	start := time.Now()
 	var one int
 	err = db.QueryRowContext(ctx, "SELECT 1").Scan(&one)

@@ -607,3 +607,23 @@ func TestHelperServersThenHang(t *testing.T) {
 	fmt.Printf("PID %d\nPID %d\n", r.srv.running().pid(), z.srv.running().pid())
 	select {}
 }
+
+// Freeze returns only once the process has stopped, and resume lets it run again.
+func TestFreeze(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	resume := Freeze(t, cmd.Process.Pid)
+	if n, err := runningThreads(cmd.Process.Pid); err != nil || n != 0 {
+		t.Fatalf("after Freeze: %d threads running (%v)", n, err)
+	}
+	resume()
+	Eventually(t, "running again", func() error {
+		if n, err := runningThreads(cmd.Process.Pid); err != nil || n == 0 {
+			return fmt.Errorf("%d threads running (%v)", n, err)
+		}
+		return nil
+	})
+}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -231,10 +230,7 @@ func TestMySQLFrozen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(mysql.PID(), syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(mysql.PID(), syscall.SIGCONT) })
+	testenv.Freeze(t, mysql.PID())
 
 	hc := &http.Client{Timeout: 10 * time.Second}
 	call := func(path, authz, body string) string {

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldpush/herald/pkg/testenv"
 )
 
 // TestFrozenMySQLAnswers503: with MariaDB stopped (SIGSTOP: connections hang, nothing is refused),
@@ -18,11 +19,7 @@ import (
 func TestFrozenMySQLAnswers503(t *testing.T) {
 	// A push first, so the API key is cached and the pushes below reach the message store.
 	push(t, map[string]any{"uids": []string{uniq("warm")}, "data": 1, "ttl_s": 60})
-	pid := env.mysql.PID()
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	testenv.Freeze(t, env.mysql.PID())
 
 	hc := &http.Client{Timeout: 10 * time.Second}
 	var wg sync.WaitGroup

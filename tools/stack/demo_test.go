@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"flag"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,14 +15,16 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/heraldpush/herald/pkg/testenv"
+	"github.com/heraldpush/herald/pkg/wire"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "write the demo test's screenshot to demo/screenshot.png (shown in the README)")
 
 // TestDemoInChromium opens the local stack's demo app in Debian's headless chromium: the page logs in
 // through auth from its own origin (CORS), connects over WebSocket, receives a push it asks for, gets
-// an upstream message acknowledged, and reconnects after its connection is dropped, receiving a ttl
-// push sent meanwhile.
+// an upstream message acknowledged, reconnects after its connection is dropped, receiving a ttl push
+// sent meanwhile, and moves to the other node when its node drains, without losing the ttl push sent
+// during the move.
 func TestDemoInChromium(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the stack and a browser")
@@ -87,6 +91,33 @@ func TestDemoInChromium(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("the push sent while away was shown %d times (%v)", n, err)
 	}
+	// Drain the page's node: the client logs in again and lands on the other node, and a ttl push sent
+	// while it moves reaches it.
+	from := text(`#node`)
+	var drained PushServer
+	for _, ps := range st.PushServers {
+		if ps.ID == from {
+			drained = ps
+		}
+	}
+	nodeCall := func(path string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, drained.InternalURL+path, nil)
+		req.Header.Set(wire.SecretHeader, st.InternalSecret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode/100 != 2 {
+			t.Fatalf("POST %s on %s: %v %v", path, drained.ID, resp, err)
+		}
+		resp.Body.Close()
+	}
+	nodeCall(wire.PathDrain)
+	defer nodeCall(wire.PathUndrain)
+	const moved = `[...document.querySelectorAll("#pushes li.push")].filter(li => li.textContent.startsWith("during the drain")).length`
+	do("the page moves to the other node and gets the push sent meanwhile",
+		chromedp.SetValue(chromedp.CSS(`#push-text`), "during the drain"),
+		chromedp.Click(chromedp.CSS(`#push-me`)),
+		chromedp.Poll[chromedp.Void](moved+` > 0 && document.querySelector("#state.open") && document.querySelector("#node").textContent !== `+strconv.Quote(from), chromedp.WithPollingTimeout(30*time.Second)))
+
 	b, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil || len(b) == 0 {
 		t.Fatalf("screenshot: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,7 +33,8 @@ const slotsRefresh = 5 * time.Second
 
 // NewClient returns a client for o: a cluster client when o.Cluster is set, else a single-server one.
 func NewClient(o ClientOptions) (redis.UniversalClient, error) {
-	if len(o.Addrs) == 0 || slicesContainsEmpty(o.Addrs) {
+	blank := func(a string) bool { return strings.TrimSpace(a) == "" }
+	if len(o.Addrs) == 0 || slices.ContainsFunc(o.Addrs, blank) {
 		return nil, fmt.Errorf("redis: %w: empty address in %q", ErrInvalid, strings.Join(o.Addrs, ","))
 	}
 	if !o.Cluster && len(o.Addrs) > 1 {
@@ -50,15 +52,6 @@ func NewClient(o ClientOptions) (redis.UniversalClient, error) {
 	co := opts.Cluster()
 	co.ClusterStateReloadInterval = slotsRefresh
 	return redis.NewClusterClient(co), nil
-}
-
-func slicesContainsEmpty(ss []string) bool {
-	for _, s := range ss {
-		if strings.TrimSpace(s) == "" {
-			return true
-		}
-	}
-	return false
 }
 
 // ErrMisconfigured is wrapped by CheckMode's error when the server's mode is not the client's: a

@@ -314,3 +314,15 @@ func prepareDir(dir string) (string, error) {
 	}
 	return abs, os.MkdirAll(abs, 0o755)
 }
+
+// inParallel runs f(0) … f(n-1) at once and returns every error they gave, joined: servers of a
+// cluster start and stop together rather than one after another.
+func inParallel(n int, f func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = f(i) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,18 +68,13 @@ func StartRedisCluster(ctx context.Context, dir string, masters, replicasPerMast
 	defer cancel()
 
 	rc := &RedisCluster{Nodes: make([]*RedisNode, masters*(1+replicasPerMaster))}
-	errs := make([]error, len(rc.Nodes))
-	var wg sync.WaitGroup
 	for i := range rc.Nodes {
 		rc.Nodes[i] = &RedisNode{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = rc.Nodes[i].startFirst(ctx, server, filepath.Join(dir, fmt.Sprintf("node-%d", i+1)))
-		}()
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = inParallel(len(rc.Nodes), func(i int) error {
+		return rc.Nodes[i].startFirst(ctx, server, filepath.Join(dir, fmt.Sprintf("node-%d", i+1)))
+	})
+	if err != nil {
 		_ = rc.Stop()
 		return nil, fmt.Errorf("redis cluster: %w", err)
 	}
@@ -151,17 +145,7 @@ func (rc *RedisCluster) Addrs() []string {
 
 // Stop stops every node and waits for their processes to exit. It may be called more than once.
 func (rc *RedisCluster) Stop() error {
-	errs := make([]error, len(rc.Nodes))
-	var wg sync.WaitGroup
-	for i, n := range rc.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = n.Stop()
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return inParallel(len(rc.Nodes), func(i int) error { return rc.Nodes[i].Stop() })
 }
 
 // Stop ends the node at once, without waiting for its replicas, and waits for its process to exit.

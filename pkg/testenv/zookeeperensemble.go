@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -131,24 +130,18 @@ func (e *ZooKeeperEnsemble) startAll(ctx context.Context, java string, ports []z
 	}
 	e.Connect = strings.Join(addrs, ",")
 
-	errs := make([]error, len(e.Servers))
-	var wg sync.WaitGroup
-	for i, s := range e.Servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.srv.mu.Lock()
-			defer s.srv.mu.Unlock()
-			p, err := s.launch(ctx, java, true)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			s.srv.port, s.srv.proc = ports[i].client, p
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err := inParallel(len(e.Servers), func(i int) error {
+		s := e.Servers[i]
+		s.srv.mu.Lock()
+		defer s.srv.mu.Unlock()
+		p, err := s.launch(ctx, java, true)
+		if err != nil {
+			return err
+		}
+		s.srv.port, s.srv.proc = ports[i].client, p
+		return nil
+	})
+	if err != nil {
 		_ = e.Stop()
 		return err
 	}
@@ -235,17 +228,7 @@ func zooKeeperMode(ctx context.Context, addr string) (string, error) {
 
 // Stop stops every server and waits for their processes to exit. It may be called more than once.
 func (e *ZooKeeperEnsemble) Stop() error {
-	errs := make([]error, len(e.Servers))
-	var wg sync.WaitGroup
-	for i, s := range e.Servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.Stop()
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return inParallel(len(e.Servers), func(i int) error { return e.Servers[i].Stop() })
 }
 
 // Stop shuts the server down and waits for its process to exit. It may be called more than once.

@@ -243,7 +243,14 @@ func readyChecks(s *server, zkCheck func(context.Context) error) []health.Check 
 			return nil
 		}},
 		{Name: "redis", Probe: func(ctx context.Context) error { return s.routes.store.Ping(ctx) }},
-		{Name: "zookeeper", Probe: zkCheck},
+		// Ready only once announced: a device let in before the node's znode exists would have its
+		// route taken for a dead node's by push-route (and its pushes reported undelivered).
+		{Name: "zookeeper", Probe: func(ctx context.Context) error {
+			if s.registration.Load() == nil {
+				return errors.New("not registered in zookeeper yet")
+			}
+			return zkCheck(ctx)
+		}},
 		{Name: "kafka", Probe: s.producer.Ping},
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -144,16 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("listen public %s: %w", cfg.ListenAddr, err)
 	}
 	// The listeners outlive ctx: a stopping node keeps serving deliveries while it drains.
-	// Ready only once announced: a device let in before its node's znode exists would have its route
-	// taken for a dead node's by push-route (and its pushes reported undelivered).
-	var registered atomic.Bool
-	zkReady := func(ctx context.Context) error {
-		if !registered.Load() {
-			return errors.New("not registered in zookeeper yet")
-		}
-		return zk.Check(ctx)
-	}
-	s.ready = readyChecks(s, zkReady)
+	s.ready = readyChecks(s, zk.Check)
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
@@ -181,7 +171,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	s.registration.Store(registration)
-	registered.Store(true)
 	logger.Info("registered in zookeeper", "ws_url", node.WSURL)
 
 	var serveErr error

@@ -62,7 +62,7 @@ type refusal struct {
 
 func (r *refusal) Error() string { return r.body.Error.Code + ": " + r.body.Error.Message }
 
-func reject(status int, code, msg string) error {
+func reject(status int, code, msg string) *refusal {
 	return &refusal{status: status, body: wire.ErrorBody{Error: wire.ErrorDetail{Code: code, Message: msg}}}
 }
 
@@ -234,7 +234,7 @@ func (s *server) answer(nc net.Conn, probe string, err error) int {
 			h = health.Readyz(2*time.Second, s.ready...)
 		}
 		rec := &responseBuffer{header: http.Header{}}
-		h.ServeHTTP(rec, httptestRequest(probe))
+		h.ServeHTTP(rec, probeRequest(probe))
 		writeResponse(nc, rec.status, rec.header, rec.body.Bytes())
 		return rec.status
 	}
@@ -243,13 +243,13 @@ func (s *server) answer(nc net.Conn, probe string, err error) int {
 	switch {
 	case errors.As(err, &ref):
 	case errors.Is(err, ws.ErrHandshakeBadMethod):
-		ref = reject(405, "method_not_allowed", "the WebSocket endpoint takes GET").(*refusal)
+		ref = reject(405, "method_not_allowed", "the WebSocket endpoint takes GET")
 		ref.header = http.Header{"Allow": {"GET"}}
 	case errors.Is(err, ws.ErrHandshakeBadSecVersion):
-		ref = reject(426, "invalid_request", "WebSocket version 13 is required").(*refusal)
+		ref = reject(426, "invalid_request", "WebSocket version 13 is required")
 		ref.header = http.Header{"Sec-Websocket-Version": {"13"}}
 	case errors.As(err, &rej):
-		ref = reject(cmp.Or(rej.StatusCode(), 400), "invalid_request", "not a WebSocket upgrade: "+err.Error()).(*refusal)
+		ref = reject(cmp.Or(rej.StatusCode(), 400), "invalid_request", "not a WebSocket upgrade: "+err.Error())
 	default:
 		return 0 // the client went away or timed out mid-request
 	}
@@ -272,8 +272,8 @@ func writeResponse(w io.Writer, status int, header http.Header, body []byte) {
 	_ = resp.Write(w) // the client may be gone; nothing more to do
 }
 
-// httptestRequest is the request a probe handler sees: only its path matters to it.
-func httptestRequest(path string) *http.Request {
+// probeRequest is the request a probe handler sees: only its path matters to it.
+func probeRequest(path string) *http.Request {
 	r, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, path, nil)
 	return r
 }

@@ -176,14 +176,7 @@ func TestStack(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(string(b), `"delivered":1`) {
 		t.Fatalf("push: %d %s", status, b)
 	}
-	select {
-	case p := <-dev.Pushes():
-		if string(p.Data) != `{"text":"hello"}` {
-			t.Fatalf("push %+v", p)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the device got no push")
-	}
+	expectPush(t, dev, `{"text":"hello"}`)
 	// kill -9 of a service: the stack reports it, keeps running, starts it again and names the new
 	// process in stack.json.
 	old := st.PIDs["push-route"]
@@ -307,14 +300,7 @@ func TestClusterStack(t *testing.T) {
 	if !strings.Contains(string(b), `"delivered":1`) {
 		t.Fatalf("push through push-route-2: %s, want delivered 1", b)
 	}
-	select {
-	case p := <-dev.Pushes():
-		if string(p.Data) != `{"text":"hello"}` {
-			t.Fatalf("push %+v", p)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the device got no push")
-	}
+	expectPush(t, dev, `{"text":"hello"}`)
 
 	// A push of 100 uids (one connected) and a broadcast, through push-route-1.
 	uids := []string{st.DemoUID}
@@ -336,14 +322,7 @@ func TestClusterStack(t *testing.T) {
 		t.Fatalf("broadcast: %d %s", status, b)
 	}
 	for _, want := range []string{`"many"`, `"all"`} {
-		select {
-		case p := <-dev.Pushes():
-			if string(p.Data) != want {
-				t.Fatalf("got %s, want %s", p.Data, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("the device got no %s", want)
-		}
+		expectPush(t, dev, want)
 	}
 
 	// A ttl push to a user who is offline reaches the device that user connects later, through a
@@ -361,14 +340,7 @@ func TestClusterStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer late.Close()
-	select {
-	case p := <-late.Pushes():
-		if string(p.Data) != `"kept"` {
-			t.Fatalf("replayed %+v", p)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the stored message was not replayed")
-	}
+	expectPush(t, late, `"kept"`)
 
 	// The console sees the three push-servers and drains one; logins then go to the other two.
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(st.AdminUser+":"+st.AdminPassword))
@@ -469,3 +441,16 @@ func post(t testing.TB, url, authz string, body any) (int, []byte) {
 }
 
 // freePortRange finds a base port whose public and internal ranges (base..base+n, +1000) are free.
+
+// expectPush waits for the next push on c and checks its data (as JSON text).
+func expectPush(t *testing.T, c *client.Conn, data string) {
+	t.Helper()
+	select {
+	case p := <-c.Pushes():
+		if string(p.Data) != data {
+			t.Fatalf("got push %s, want %s", p.Data, data)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no push %s within 10 s", data)
+	}
+}

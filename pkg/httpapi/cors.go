@@ -8,7 +8,7 @@ import (
 	"github.com/rs/cors"
 )
 
-// CORS lets browsers on the given origins call h with the given methods (preflight included) and
+// CORS lets browsers on the given origins ("*": any) call h with the given methods (preflight included) and
 // refuses a request from any other origin with 403 forbidden, as JSON, instead of leaving the browser
 // to drop an answer it may not read. A request without an Origin header (not from a browser) passes
 // as before. With no origins, h is returned unchanged: no browser on another origin may read its
@@ -25,7 +25,7 @@ func CORS(origins, methods []string, h http.Handler) http.Handler {
 	})
 	withCORS := c.Handler(h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if origin := r.Header.Get("Origin"); origin != "" && !slices.Contains(origins, origin) {
+		if origin := r.Header.Get("Origin"); origin != "" && !slices.Contains(origins, "*") && !slices.Contains(origins, origin) {
 			w.Header().Add("Vary", "Origin")
 			WriteError(w, Errorf(CodeForbidden, "origin %q may not call this API (allowed: -allowed-origins)", origin))
 			return

@@ -54,6 +54,8 @@ type Welcome struct {
 	Node       string `json:"node"`
 	UID        string `json:"uid"`
 	HeartbeatS int    `json:"heartbeat_s"`
+	// Session names an SSE or long-poll session in /send and /poll (absent on WebSocket): a secret.
+	Session string `json:"session,omitempty"`
 }
 
 // Push carries one message to a device. TS is unix milliseconds.

@@ -41,6 +41,8 @@ type Config struct {
 	MaxConnsPerUser  int
 	MaxFrame         int
 	MaxQueue         int
+	MaxSendBody      int
+	PollTimeout      time.Duration
 	MsgRate          float64
 	MsgBurst         int
 	RateStrikes      int
@@ -63,7 +65,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	var origins string
 	fs := flag.NewFlagSet("push-server", flag.ContinueOnError)
 	fs.StringVar(&c.NodeID, "node-id", "ps-"+host, "this node's id in ZooKeeper and Redis routes (letters, digits, ._:@-)")
-	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:8082", "public WebSocket listener (GET /ws)")
+	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:8082", "public listener: GET /ws (WebSocket), GET /sse, GET /poll, POST /send (HTTP transports), /healthz, /readyz")
 	fs.StringVar(&c.InternalAddr, "internal-addr", "127.0.0.1:9082", "internal listener: deliver, broadcast, kick, stats, drain, /metrics, /healthz, /readyz")
 	fs.StringVar(&c.AdvertiseWSURL, "advertise-ws-url", "", "WebSocket URL devices are given (default ws://<listen-addr>/ws; behind a TLS load balancer, its wss:// URL)")
 	fs.StringVar(&c.AdvertiseIntURL, "advertise-internal-url", "", "internal URL push-route calls (default http://<internal-addr>)")
@@ -80,13 +82,15 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.MaxUpInFlight, "max-up-inflight", 32, "upstream messages per connection waiting for Kafka; at this many the connection's reads pause")
 	fs.IntVar(&c.MaxUpData, "max-up-data", 64<<10, "largest upstream data in bytes (error frame payload_too_large above)")
 	fs.StringVar(&c.PushRouteURL, "push-route-url", "http://127.0.0.1:9080", "base URL of push-route's internal listener: acks from devices go there in batches, and each new connection's pending offline messages come from there (calls carry -internal-secret)")
-	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin values browsers may connect from (empty: any; non-browser clients send none)")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin values browsers may connect from, by WebSocket or the HTTP transports (CORS); empty: any; non-browser clients send none")
 	fs.IntVar(&c.HeartbeatS, "heartbeat", 30, "heartbeat interval in seconds told to clients; silent for 3× this, a connection is closed")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 5*time.Second, "time allowed for the WebSocket upgrade")
 	fs.IntVar(&c.MaxConns, "max-conns", 1_000_000, "connections this node accepts (503 at upgrade above)")
 	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", 16, "connections per uid; the oldest gets an error frame \"replaced\" and is closed")
 	fs.IntVar(&c.MaxFrame, "max-frame", 65<<10, "largest inbound message in bytes (close 1009 above); at least -max-up-data plus 1 KiB for the up frame around the data")
 	fs.IntVar(&c.MaxQueue, "max-queue", 256<<10, "bytes queued for a slow client before it is closed (1013)")
+	fs.IntVar(&c.MaxSendBody, "max-send-body", 256<<10, "largest POST /send body in bytes (413 above): one frame or an array of frames of an SSE or long-poll session; at least -max-frame")
+	fs.DurationVar(&c.PollTimeout, "poll-timeout", 25*time.Second, "how long GET /poll waits for a frame before answering []")
 	fs.Float64Var(&c.MsgRate, "msg-rate", 20, "inbound messages per second per connection (error frame rate_limited above)")
 	fs.IntVar(&c.MsgBurst, "msg-burst", 40, "inbound message burst per connection")
 	fs.IntVar(&c.RateStrikes, "rate-strikes", 50, "refused messages in a row before the connection is closed (1008)")
@@ -124,6 +128,10 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("-max-up-inflight must be at least 1")
 	case c.HeartbeatS < 1:
 		return Config{}, fmt.Errorf("-heartbeat must be at least 1 second")
+	case c.MaxSendBody < c.MaxFrame:
+		return Config{}, fmt.Errorf("-max-send-body (%d) must be at least -max-frame (%d): a /send body carries frames", c.MaxSendBody, c.MaxFrame)
+	case c.PollTimeout < time.Second:
+		return Config{}, fmt.Errorf("-poll-timeout must be at least 1s")
 	case c.MaxFrame < c.MaxUpData+upEnvelope:
 		// Otherwise data just over -max-up-data arrives in a frame over -max-frame, and the device gets
 		// close 1009 instead of the error frame payload_too_large that says what was wrong.

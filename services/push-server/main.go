@@ -149,7 +149,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	go func() {
 		served <- service.Serve(serveCtx, logger, 5*time.Second,
 			service.Listener{Name: "internal", Listener: internalLn, Handler: newInternalServer(s, reg, s.ready)},
-			service.Listener{Name: "public", Listener: publicLn, Accept: s.acceptWS},
+			service.Listener{Name: "public", Listener: publicLn, Accept: s.acceptPublic},
 		)
 	}()
 	stopListeners := func() error {

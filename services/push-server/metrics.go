@@ -8,6 +8,7 @@ import (
 type metrics struct {
 	http        *httpapi.Metrics
 	upgrades    *prometheus.CounterVec
+	opened      *prometheus.CounterVec
 	refused     *prometheus.CounterVec
 	closed      *prometheus.CounterVec
 	framesIn    prometheus.Counter
@@ -35,6 +36,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		upgrades: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_ws_upgrades_total", Help: "WebSocket upgrade attempts by HTTP status (101 accepted) or failure.",
 		}, []string{"status"}),
+		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_connections_opened_total", Help: "Connections admitted, by transport: websocket, sse or poll (a long-poll session).",
+		}, []string{"transport"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_ws_refused_total", Help: "Upgrades refused by the node's checks, by reason (expired, bad_signature, unknown_key, wrong_audience, malformed, origin, draining, capacity, …).",
 		}, []string{"reason"}),
@@ -71,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Replays not done, by reason: push_route (pending list not fetched), stalled (client stopped reading), invalid_message (one message skipped).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.upgrades, m.refused, m.closed, m.framesIn, m.rateLimited, m.idleClosed, m.acks, m.pushed, m.routeErrors,
+	reg.MustRegister(m.upgrades, m.opened, m.refused, m.closed, m.framesIn, m.rateLimited, m.idleClosed, m.acks, m.pushed, m.routeErrors,
 		m.upstream, m.upPaused, m.acksForwarded, m.ackBatchesFailed, m.acksDropped, m.replays, m.replaysSkipped, m.replayed, m.replayFailures)
 	return m
 }

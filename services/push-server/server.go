@@ -41,6 +41,9 @@ type server struct {
 
 	pong []byte // the pong frame's JSON, encoded once
 
+	// sessions are the SSE and long-poll connections, found by /send and /poll.
+	sessions sessionTable
+
 	// ready are the readiness checks, answered on both listeners; run sets them before serving.
 	ready []health.Check
 	// registration is the node's znode once announced (nil before), which drain and undrain update.
@@ -127,7 +130,7 @@ func (s *server) localRoutes() []routes.Route {
 	var mu sync.Mutex
 	var rs []routes.Route
 	s.hub.Each(2, func(c *wsconn.Conn) {
-		r := s.route(c)
+		r := s.routeOf(c)
 		mu.Lock()
 		rs = append(rs, r)
 		mu.Unlock()

@@ -57,12 +57,21 @@ func (s *server) sendError(c *wsconn.Conn, ref, code, msg string) {
 
 // OnClose forgets a closed connection (wsconn.Handler).
 func (s *server) OnClose(c *wsconn.Conn, code int, reason string) {
+	switch c.Transport {
+	case wsconn.SSE:
+		s.sessions.remove(s.connID(c))
+	case wsconn.Poll:
+		// What it was sent last (a reconnect, the close frame) waits for the client's next poll, which
+		// may be on its way; that poll forgets the session, or this timer does.
+		id := s.connID(c)
+		time.AfterFunc(time.Duration(s.cfg.HeartbeatS)*time.Second, func() { s.sessions.remove(id) })
+	}
 	removed, _ := s.hub.Remove(c)
 	if !removed {
 		return // evicted or never fully admitted: whoever removed it cleaned up
 	}
 	s.metrics.closed.WithLabelValues(closeLabel(code)).Inc()
-	s.routes.unregister(s.route(c))
+	s.routes.unregister(s.routeOf(c))
 }
 
 func closeLabel(code int) string {
@@ -72,8 +81,9 @@ func closeLabel(code int) string {
 	return strconv.Itoa(code)
 }
 
-// sweepIdle closes connections silent for three heartbeats, once per heartbeat: one coarse pass per
-// shard instead of a timer per connection.
+// sweepIdle closes connections silent for three heartbeats (a long-poll session: not polled, nor sent
+// to), once per heartbeat: one coarse pass per shard instead of a timer per connection. It is also
+// the SSE streams' heartbeat.
 func (s *server) sweepIdle(stop <-chan struct{}) {
 	every := time.Duration(s.cfg.HeartbeatS) * time.Second
 	t := time.NewTicker(every)
@@ -85,7 +95,12 @@ func (s *server) sweepIdle(stop <-chan struct{}) {
 		case now := <-t.C:
 			limit := now.Add(-3 * every).Unix()
 			s.hub.Each(2, func(c *wsconn.Conn) {
-				if c.LastSeen() < limit {
+				if c.Transport == wsconn.SSE {
+					// An open stream is alive until a write fails; its client pings by /send only if it likes.
+					c.Heartbeat()
+					return
+				}
+				if c.LastSeen() < limit && !c.Waiting() {
 					s.metrics.idleClosed.Inc()
 					c.Close(wire.ClosePolicy, "idle timeout")
 				}

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,16 +19,19 @@ import (
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
 
-	"github.com/heraldpush/herald/pkg/health"
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/token"
 	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 )
 
-// acceptWS accepts public connections until ln is closed. Each handshake gets a short-lived goroutine;
-// once upgraded, the connection is handed to the engine and no goroutine remains.
-func (s *server) acceptWS(ln net.Listener) {
+// acceptPublic accepts public connections until ln is closed. Each gets a short-lived goroutine that
+// reads the start of its first request: a WebSocket upgrade is handled here, and once upgraded the
+// connection is handed to the engine with no goroutine left; anything else goes to net/http
+// (httptransport.go).
+func (s *server) acceptPublic(ln net.Listener) {
+	httpConns := newConnQueue(ln.Addr())
+	defer s.servePublicHTTP(httpConns)()
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -39,8 +42,26 @@ func (s *server) acceptWS(ln net.Listener) {
 			time.Sleep(50 * time.Millisecond) // e.g. out of descriptors: let closes catch up
 			continue
 		}
-		go s.handshake(nc)
+		go s.firstRequest(nc, httpConns)
 	}
+}
+
+// firstRequest sends nc's first request where it belongs: GET /ws to the upgrade, all else to net/http.
+func (s *server) firstRequest(nc net.Conn, httpConns *connQueue) {
+	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	// Small: it only holds the request line's start; larger reads pass through it.
+	br := bufio.NewReaderSize(nc, 16)
+	start, err := br.Peek(len("GET /ws?"))
+	if err != nil {
+		nc.Close()
+		return
+	}
+	if bytes.Equal(start, []byte("GET /ws?")) || bytes.Equal(start, []byte("GET /ws ")) {
+		s.handshake(nc, br)
+		return
+	}
+	nc.SetDeadline(time.Time{}) // net/http sets its own
+	httpConns.push(&routedConn{Conn: nc, r: br})
 }
 
 // handshakeState collects what the upgrade request says.
@@ -49,8 +70,6 @@ type handshakeState struct {
 	origin string
 	binary bool
 	claims token.Claims
-	// probe is /healthz or /readyz when a load balancer asks instead of a device.
-	probe string
 }
 
 // refusal is an upgrade refused with a JSON error body, written by answer.
@@ -66,16 +85,16 @@ func reject(status int, code, msg string) *refusal {
 	return &refusal{status: status, body: wire.ErrorBody{Error: wire.ErrorDetail{Code: code, Message: msg}}}
 }
 
-// errProbe stops gobwas's parsing of a probe request, which answer then serves.
-var errProbe = errors.New("health probe")
-
 // handshakeConn hands gobwas the connection but keeps its error responses off the wire: gobwas writes
 // its own text/plain head (a second Content-Type beside ours), so every refusal is written by answer
 // instead, as JSON like every other Herald error. Writes pass once the upgrade is admitted.
 type handshakeConn struct {
 	net.Conn
+	r        io.Reader // the router's reader, which holds the request's first bytes
 	admitted bool
 }
+
+func (c *handshakeConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (c *handshakeConn) Write(p []byte) (int, error) {
 	if !c.admitted {
@@ -84,7 +103,8 @@ func (c *handshakeConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-func (s *server) handshake(nc net.Conn) {
+// handshake upgrades a GET /ws whose first bytes the router read into br.
+func (s *server) handshake(nc net.Conn, br *bufio.Reader) {
 	s.pending.Add(1)
 	admitted := false
 	defer func() {
@@ -93,21 +113,12 @@ func (s *server) handshake(nc net.Conn) {
 			nc.Close()
 		}
 	}()
-	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 
 	var hs handshakeState
-	conn := &handshakeConn{Conn: nc}
+	conn := &handshakeConn{Conn: nc, r: br}
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
-			path, query, _ := bytes.Cut(uri, []byte("?"))
-			switch string(path) {
-			case "/ws":
-			case "/healthz", "/readyz":
-				hs.probe = string(path)
-				return errProbe
-			default:
-				return reject(404, "not_found", "WebSocket endpoint is /ws (probes: /healthz, /readyz)")
-			}
+			_, query, _ := bytes.Cut(uri, []byte("?"))
 			q, err := url.ParseQuery(string(query))
 			if err != nil {
 				return reject(400, "invalid_request", "bad query string")
@@ -143,10 +154,7 @@ func (s *server) handshake(nc net.Conn) {
 		},
 	}
 	if _, err := u.Upgrade(conn); err != nil {
-		status := s.answer(nc, hs.probe, err)
-		if hs.probe != "" {
-			return
-		}
+		status := s.answer(nc, err)
 		s.metrics.upgrades.WithLabelValues(upgradeLabel(status)).Inc()
 		s.logger.Debug("upgrade refused", "remote", nc.RemoteAddr().String(), "err", err)
 		return
@@ -158,7 +166,7 @@ func (s *server) handshake(nc net.Conn) {
 	}
 	admitted = true
 	nc.Close() // the duplicate descriptor lives on; this frees the runtime's poller state
-	s.open(fd, hs)
+	s.open(wsconn.NewConn(fd, s.cfg.MaxQueue), hs)
 }
 
 // admit decides, before answering the upgrade, whether this connection may open. Every refusal is
@@ -223,21 +231,11 @@ func upgradeLabel(status int) string {
 	return strconv.Itoa(status)
 }
 
-// answer writes the response to a request that was not upgraded, and returns its status (0 when the
-// connection failed before a request could be read, and nothing is written): a probe's answer, a
-// refusal of Herald's, or a JSON error for a request that is not a WebSocket upgrade.
-func (s *server) answer(nc net.Conn, probe string, err error) int {
+// answer writes the response to an upgrade that was refused, and returns its status (0 when the
+// connection failed before a request could be read, and nothing is written): a refusal of Herald's,
+// or a JSON error for a request that is not a valid WebSocket upgrade.
+func (s *server) answer(nc net.Conn, err error) int {
 	nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if probe != "" {
-		var h http.Handler = health.Healthz()
-		if probe == "/readyz" {
-			h = health.Readyz(2*time.Second, s.ready...)
-		}
-		rec := &responseBuffer{header: http.Header{}}
-		h.ServeHTTP(rec, probeRequest(probe))
-		writeResponse(nc, rec.status, rec.header, rec.body.Bytes())
-		return rec.status
-	}
 	var ref *refusal
 	var rej *ws.ConnectionRejectedError // gobwas's own refusals of what is not a valid upgrade
 	switch {
@@ -272,33 +270,6 @@ func writeResponse(w io.Writer, status int, header http.Header, body []byte) {
 	_ = resp.Write(w) // the client may be gone; nothing more to do
 }
 
-// probeRequest is the request a probe handler sees: only its path matters to it.
-func probeRequest(path string) *http.Request {
-	r, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, path, nil)
-	return r
-}
-
-// responseBuffer is an http.ResponseWriter that keeps the response, for probes served on the raw
-// public listener.
-type responseBuffer struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (b *responseBuffer) Header() http.Header { return b.header }
-
-func (b *responseBuffer) WriteHeader(status int) {
-	if b.status == 0 {
-		b.status = status
-	}
-}
-
-func (b *responseBuffer) Write(p []byte) (int, error) {
-	b.WriteHeader(http.StatusOK)
-	return b.body.Write(p)
-}
-
 // detach returns a duplicate of nc's descriptor, so the connection can be served from epoll after nc
 // (and the runtime's per-connection poller state) is released. The duplicate shares the original's
 // non-blocking mode.
@@ -324,52 +295,63 @@ func detach(nc net.Conn) (int, error) {
 	return fd, dupErr
 }
 
-// open admits an upgraded connection: session table, route, then the welcome and reading. Writes
-// that reach it before the welcome (a push right after the route is recorded) wait behind it. Last,
-// it queues the replay of the user's pending messages, which follows the welcome, when the route
-// directory's marker says there may be some.
-func (s *server) open(fd int, hs handshakeState) {
-	c := wsconn.NewConn(fd, s.cfg.MaxQueue)
+// open admits a connection of any transport: session table, route, then the welcome and reading.
+// Writes that reach it before the welcome (a push right after the route is recorded) wait behind it.
+// Last, it queues the replay of the user's pending messages, which follows the welcome, when the route
+// directory's marker says there may be some. An error means c was closed without a welcome.
+func (s *server) open(c *wsconn.Conn, hs handshakeState) error {
 	c.ID = s.seq.Add(1)
 	c.UID, c.Device, c.Binary = hs.claims.UID, hs.claims.Device, hs.binary
 	c.ConnectedAt = time.Now().UnixMilli()
+	var session string
+	if c.Transport != wsconn.WebSocket {
+		session = s.sessions.add(s.connID(c), c)
+	}
 	evicted := s.hub.Add(c)
 	s.pending.Add(-1) // counted in the hub from now on, not twice while its route is recorded
 	for _, old := range evicted {
 		s.sendError(old, "", wire.CodeReplaced, "closed: this user opened too many connections")
 		old.Close(wire.CloseReplaced, "replaced by a newer connection")
 		s.metrics.closed.WithLabelValues("replaced").Inc()
-		s.routes.unregister(s.route(old))
+		s.routes.unregister(s.routeOf(old))
 	}
-	pending, err := s.routes.register(s.route(c))
+	pending, err := s.routes.register(s.routeOf(c))
 	if err != nil {
 		s.hub.Remove(c)
+		s.sessions.remove(s.connID(c))
 		s.metrics.upgrades.WithLabelValues("route_failed").Inc()
 		c.Abort(wire.CloseTryAgainLater, "cannot record the route; reconnect")
-		return
+		return err
 	}
-	welcome, _ := json.Marshal(wire.Welcome{Type: wire.TypeWelcome, ConnID: s.connID(c), Node: s.cfg.NodeID, UID: c.UID, HeartbeatS: s.cfg.HeartbeatS})
+	welcome, _ := json.Marshal(wire.Welcome{Type: wire.TypeWelcome, ConnID: s.connID(c), Node: s.cfg.NodeID, UID: c.UID, HeartbeatS: s.cfg.HeartbeatS, Session: session})
 	if err := c.Start(welcome); err != nil {
 		s.logger.Debug("connection lost before its welcome", "err", err)
 	}
 	// Attach even a connection that failed just now: the engine's read of EOF is what releases it and
-	// removes its route.
-	if err := s.engine.Attach(c); err != nil {
-		s.hub.Remove(c)
-		s.routes.unregister(s.route(c))
-		c.Abort(wire.CloseInternal, "")
-		s.logger.Error("attach connection", "err", err)
-		return
+	// removes its route. A long-poll session has no socket to attach.
+	if c.Transport != wsconn.Poll {
+		if err := s.engine.Attach(c); err != nil {
+			s.hub.Remove(c)
+			s.sessions.remove(s.connID(c))
+			s.routes.unregister(s.routeOf(c))
+			c.Abort(wire.CloseInternal, "")
+			s.logger.Error("attach connection", "err", err)
+			return err
+		}
 	}
-	s.metrics.upgrades.WithLabelValues("101").Inc()
+	if c.Transport == wsconn.WebSocket {
+		s.metrics.upgrades.WithLabelValues("101").Inc()
+	}
+	s.metrics.opened.WithLabelValues(c.Transport.String()).Inc()
 	if !pending {
 		// Redis says nothing waits for this user: no call to push-route, no database query.
 		s.metrics.replaysSkipped.Inc()
-		return
+		return nil
 	}
 	s.replays.enqueue(c)
+	return nil
 }
 
-func (s *server) route(c *wsconn.Conn) routes.Route {
+func (s *server) routeOf(c *wsconn.Conn) routes.Route {
 	return routes.Route{UID: c.UID, ConnID: s.connID(c), Node: s.cfg.NodeID, Device: c.Device, ConnectedAt: time.UnixMilli(c.ConnectedAt)}
 }

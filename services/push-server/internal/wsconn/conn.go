@@ -34,6 +34,7 @@ type Conn struct {
 	Device      string
 	ConnectedAt int64 // unix milliseconds
 	Binary      bool  // the client asked for binary frames
+	Transport   Transport
 
 	// Rate is the inbound message bucket; only the goroutine handling this connection's messages
 	// touches it.
@@ -52,6 +53,8 @@ type Conn struct {
 	// rd is the partly received frame or message; nil while none is pending, so idle connections
 	// hold no read buffer. Only the owning worker touches it.
 	rd *readState
+	// poll is set on Poll connections only, which have no socket.
+	poll *pollState
 
 	// mu guards everything below: the write side, which any goroutine may use.
 	mu          sync.Mutex
@@ -91,13 +94,9 @@ func NewConn(fd int, maxQueue int) *Conn {
 // meanwhile. Until Start, writes only queue, so a connection can be made reachable (session table,
 // routes) before it is greeted without anything overtaking the greeting.
 func (c *Conn) Start(first []byte) error {
-	op := byte(opText)
-	if c.Binary {
-		op = opBinary
-	}
-	frame := appendFrame(make([]byte, 0, len(first)+10), op, first)
+	frame := c.encode(first)
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	if c.state != stateOpen {
 		return ErrClosed
 	}
@@ -115,17 +114,22 @@ func (c *Conn) Start(first []byte) error {
 }
 
 // Abort closes a connection that was never attached: it sends a close frame and releases the
-// descriptor at once, since no worker will.
+// descriptor at once, since no worker will. The handler's OnClose is not called: the caller cleans up.
 func (c *Conn) Abort(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.poll != nil {
+		c.poll.notified = true
+	}
 	if c.state == stateOpen {
 		c.sendCloseLocked(code, reason)
 	}
 	if c.state != stateClosed {
 		c.state = stateClosed
 		c.wq = nil
-		unix.Close(c.fd)
+		if c.fd >= 0 {
+			unix.Close(c.fd)
+		}
 	}
 }
 
@@ -139,24 +143,18 @@ func (c *Conn) LastSeen() int64 { return c.lastSeen.Load() }
 func (c *Conn) Write(p *Prepared) error { return c.write(p.frameFor(c)) }
 
 // WriteFrame encodes payload as one frame in the connection's encoding and sends it.
-func (c *Conn) WriteFrame(payload []byte) error {
-	op := byte(opText)
-	if c.Binary {
-		op = opBinary
-	}
-	return c.write(appendFrame(make([]byte, 0, len(payload)+10), op, payload))
-}
+func (c *Conn) WriteFrame(payload []byte) error { return c.write(c.encode(payload)) }
 
 // write sends b, which the caller must not change afterwards: it may stay queued. Bytes the socket
 // does not take now are queued and sent when it becomes writable; frames queued meanwhile go out
 // together in one writev.
 func (c *Conn) write(b []byte) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	if c.state != stateOpen {
 		return ErrClosed
 	}
-	if c.wq == nil && !c.held {
+	if c.wq == nil && !c.held && c.poll == nil {
 		n, err := unix.Write(c.fd, b)
 		if n == len(b) {
 			return nil
@@ -179,6 +177,7 @@ func (c *Conn) write(b []byte) error {
 	}
 	c.wq.bufs = append(c.wq.bufs, b)
 	c.wq.bytes += len(b)
+	c.wakeLocked()
 	return nil
 }
 
@@ -193,6 +192,9 @@ func (c *Conn) flush() {
 }
 
 func (c *Conn) flushLocked() {
+	if c.poll != nil {
+		return // its queue waits for the next poll
+	}
 	for c.wq != nil && len(c.wq.bufs) > 0 {
 		bufs := c.wq.bufs
 		if len(bufs) > 256 {
@@ -228,7 +230,7 @@ func (c *Conn) flushLocked() {
 // follows. Closing a closed connection does nothing.
 func (c *Conn) Close(code int, reason string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	if c.state != stateOpen {
 		return
 	}
@@ -236,19 +238,38 @@ func (c *Conn) Close(code int, reason string) {
 }
 
 func (c *Conn) sendCloseLocked(code int, reason string) {
-	f := closeFrame(code, reason)
-	if c.wq == nil {
-		unix.Write(c.fd, f) // best effort: the peer learns why if the socket has room
+	switch c.Transport {
+	case Poll:
+		if c.wq == nil {
+			c.wq = &writeQueue{}
+		}
+		c.wq.bufs = append(c.wq.bufs, closePayload(code, reason))
+	case SSE:
+		if c.wq == nil {
+			unix.Write(c.fd, appendEvent(nil, closePayload(code, reason)))
+		}
+	default:
+		if c.wq == nil {
+			unix.Write(c.fd, closeFrame(code, reason)) // best effort: the peer learns why if the socket has room
+		}
 	}
 	c.shutdownLocked(code, reason)
 }
 
 // shutdownLocked marks the connection closing and shuts the socket down. That wakes epoll with a
 // hang-up, and the worker that then reads EOF releases the descriptor: only that worker may close it,
-// so a descriptor number is never reused while another goroutine still uses it.
+// so a descriptor number is never reused while another goroutine still uses it. A Poll connection,
+// with no socket and no worker, is closed at once; what is queued (the close frame last) stays for a
+// poll waiting on it, and unlock calls its onClose.
 func (c *Conn) shutdownLocked(code int, reason string) {
-	c.state = stateClosing
 	c.closeCode, c.closeReason = code, reason
+	if c.poll != nil {
+		c.state = stateClosed
+		c.poll.closed = true
+		c.wakeLocked()
+		return
+	}
+	c.state = stateClosing
 	unix.Shutdown(c.fd, unix.SHUT_RDWR)
 }
 

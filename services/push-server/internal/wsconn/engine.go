@@ -203,6 +203,9 @@ func (e *Engine) readAll(c *Conn) (done, parked bool) {
 			return true, false
 		}
 		c.lastSeen.Store(time.Now().Unix())
+		if c.Transport == SSE {
+			continue // the client has nothing to say on an event stream; only its hang-up matters
+		}
 		if e.frames(c, buf[:start+n]) {
 			return true, false
 		}

@@ -46,19 +46,29 @@ func closeFrame(code int, reason string) []byte {
 // and the binary variant is built on first use.
 type Prepared struct {
 	text []byte
+	head int // bytes of text before the payload
 
 	binOnce sync.Once
 	binary  []byte
+	sseOnce sync.Once
+	sse     []byte
 }
 
 // Prepare frames payload (a JSON envelope) for sending to many connections.
 func Prepare(payload []byte) *Prepared {
-	return &Prepared{text: appendFrame(make([]byte, 0, len(payload)+10), opText, payload)}
+	text := appendFrame(make([]byte, 0, len(payload)+10), opText, payload)
+	return &Prepared{text: text, head: len(text) - len(payload)}
 }
 
-// frameFor returns the bytes for c's encoding.
+// frameFor returns the bytes for c's transport and encoding.
 func (p *Prepared) frameFor(c *Conn) []byte {
-	if !c.Binary {
+	switch {
+	case c.Transport == Poll:
+		return p.text[p.head:]
+	case c.Transport == SSE:
+		p.sseOnce.Do(func() { p.sse = appendEvent(nil, p.text[p.head:]) })
+		return p.sse
+	case !c.Binary:
 		return p.text
 	}
 	p.binOnce.Do(func() {

@@ -18,7 +18,12 @@ export interface HeraldOptions {
   maxBackoff?: number;
   /** Milliseconds to wait for an up_ack before resending (default 5000). */
   upTimeout?: number;
+  /** The transports to try, in order (default ["websocket", "sse", "poll"]). */
+  transports?: Transport[];
 }
+
+/** WebSocket; server-sent events with POST /send; long-polling with POST /send. */
+export type Transport = "websocket" | "sse" | "poll";
 
 export interface PushDetail {
   id: string;
@@ -29,7 +34,7 @@ export interface PushDetail {
 
 export interface StateDetail {
   state: "connecting" | "open" | "closed";
-  transport: "websocket";
+  transport: Transport;
   node?: string;
   connID?: string;
   code?: number;
@@ -57,6 +62,12 @@ export declare class HeraldClient extends EventTarget {
   close(): void;
   /** Sends data up to Kafka; resolves with the message's id once it is stored. */
   send(data: unknown): Promise<string>;
+  /** The transport in use, or being tried. */
+  readonly transport: Transport;
+  /** Changes the transports to try, in order, and reconnects with the first. */
+  useTransports(transports: Transport[]): void;
+  /** Drops the current connection, as a broken network would; the client reconnects by itself. */
+  drop(reason?: string): void;
   addEventListener<K extends keyof HeraldEventMap>(type: K, listener: (ev: HeraldEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
 }

@@ -11,7 +11,8 @@
 // auth names, acknowledges every push, keeps the heartbeat, reconnects with jittered backoff and logs in
 // again after a drain (reconnect frame, close 1012), resends unacknowledged upstream messages with the
 // same ref after a reconnect, and drops pushes it has already delivered (a replay after a reconnect may
-// repeat one). Transport: WebSocket (the push-server's HTTP fallbacks are not served yet).
+// repeat one). Transports: WebSocket, then server-sent events, then long-polling, for networks whose
+// proxies break WebSocket; it says which one it uses and why in its state events.
 
 /** Close codes after which reconnecting at once is pointless or harmful. */
 const CLOSE_REPLACED = 4001;
@@ -19,6 +20,9 @@ const CLOSE_RESTART = 1012;
 
 /** How many delivered push ids are remembered to drop replayed duplicates. */
 const SEEN_IDS = 1024;
+
+/** The transports, in the order they are tried. */
+const TRANSPORTS = ["websocket", "sse", "poll"];
 
 /**
  * @typedef {object} HeraldOptions
@@ -32,22 +36,27 @@ const SEEN_IDS = 1024;
  * @property {number} [minBackoff] first reconnect delay in ms (default 500)
  * @property {number} [maxBackoff] longest reconnect delay in ms (default 15000)
  * @property {number} [upTimeout] ms to wait for an up_ack before resending (default 5000)
+ * @property {Array<"websocket"|"sse"|"poll">} [transports] the transports to try, in order (default all three)
  */
 
 /**
  * A connection to Herald that keeps itself connected. Events: "push" ({id, data, ts}), "state"
  * ({state: "connecting"|"open"|"closed", transport, node, reason}), "error" ({code, message, ref}).
+ * It tries the transports in order and keeps the first that reaches its welcome; one that fails before
+ * its welcome hands over to the next, and after the last the first is tried again.
  */
 export class HeraldClient extends EventTarget {
   /** @param {HeraldOptions} opts */
   constructor(opts) {
     super();
-    this.opts = { device: "web", minBackoff: 500, maxBackoff: 15000, upTimeout: 5000, ...opts };
+    this.opts = { device: "web", minBackoff: 500, maxBackoff: 15000, upTimeout: 5000, transports: TRANSPORTS, ...opts };
     if (!this.opts.tokenProvider && !this.opts.token && !(this.opts.authURL && this.opts.uid)) {
       throw new Error("herald: give authURL with uid and password, a token with its wsURL, or a tokenProvider");
     }
-    /** @type {WebSocket|null} */
-    this.ws = null;
+    /** The open or opening transport; null between connections. */
+    this.conn = null;
+    /** Index in opts.transports of the transport in use or to try next. */
+    this.tried = 0;
     this.running = false;
     this.attempt = 0;
     this.seen = new Set();
@@ -70,7 +79,7 @@ export class HeraldClient extends EventTarget {
     this.running = false;
     clearTimeout(this.timers.reconnect);
     this.stopTimers();
-    if (this.ws) this.ws.close(1000, "client closed");
+    if (this.conn) this.conn.close(1000, "client closed");
     for (const [ref, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject(new Error("herald: client closed"));
@@ -91,6 +100,27 @@ export class HeraldClient extends EventTarget {
       this.pending.set(ref, { data, resolve, reject, timer: null });
       this.sendUp(ref);
     });
+  }
+
+  /** The transport in use (or being tried). */
+  get transport() {
+    return this.opts.transports[this.tried % this.opts.transports.length];
+  }
+
+  /**
+   * Changes the transports to try (in order) and reconnects with the first of them.
+   * @param {Array<"websocket"|"sse"|"poll">} transports
+   */
+  useTransports(transports) {
+    this.opts.transports = transports.filter((t) => TRANSPORTS.includes(t));
+    if (!this.opts.transports.length) this.opts.transports = TRANSPORTS;
+    this.tried = 0;
+    this.drop("switching to " + this.transport);
+  }
+
+  /** Drops the current connection, as a broken network would; the client reconnects by itself. */
+  drop(reason = "dropped") {
+    if (this.conn) this.conn.close(4000, reason);
   }
 
   // --- internals ---
@@ -121,7 +151,8 @@ export class HeraldClient extends EventTarget {
 
   async connect() {
     if (!this.running) return;
-    this.emit("state", { state: "connecting", transport: "websocket" });
+    const transport = this.transport;
+    this.emit("state", { state: "connecting", transport });
     let creds;
     try {
       creds = await this.credentials();
@@ -130,36 +161,30 @@ export class HeraldClient extends EventTarget {
       // Wrong credentials will not get better by retrying quickly; anything else might.
       if (err.status === 401 || err.status === 403) {
         this.running = false;
-        this.emit("state", { state: "closed", transport: "websocket", reason: err.message });
+        this.emit("state", { state: "closed", transport, reason: err.message });
         return;
       }
       return this.scheduleReconnect("login failed");
     }
     if (!this.running) return;
-    const url = new URL(creds.wsURL);
-    url.searchParams.set("token", creds.token);
-    const ws = new WebSocket(url.toString());
-    this.ws = ws;
-    ws.onmessage = (ev) => this.onFrame(ev.data);
-    ws.onclose = (ev) => this.onClose(ws, ev.code, ev.reason);
-    ws.onerror = () => {}; // onclose follows with the code
+    const open = { websocket: openWebSocket, sse: openEventStream, poll: openLongPoll }[transport];
+    const conn = open(creds, {
+      frame: (f) => conn === this.conn && this.onFrame(f),
+      close: (code, reason) => this.onClose(conn, code, reason),
+    });
+    this.conn = conn;
   }
 
-  onFrame(raw) {
-    let f;
-    try {
-      f = JSON.parse(raw);
-    } catch {
-      return;
-    }
+  onFrame(f) {
     this.armIdle();
     switch (f.type) {
       case "welcome":
         this.attempt = 0;
         this.relogin = false;
         this.heartbeatS = f.heartbeat_s || 30;
+        this.conn.welcomed = true;
         this.startHeartbeat();
-        this.emit("state", { state: "open", transport: "websocket", node: f.node, connID: f.conn_id });
+        this.emit("state", { state: "open", transport: this.transport, node: f.node, connID: f.conn_id });
         for (const ref of this.pending.keys()) this.sendUp(ref);
         break;
       case "push":
@@ -193,13 +218,28 @@ export class HeraldClient extends EventTarget {
     }
   }
 
-  onClose(ws, code, reason) {
-    if (ws !== this.ws) return;
-    this.ws = null;
+  onClose(conn, code, reason) {
+    if (conn !== this.conn) return;
+    this.conn = null;
     this.stopTimers();
+    const transport = this.transport;
     if (code === CLOSE_RESTART) this.relogin = true;
-    this.emit("state", { state: "closed", transport: "websocket", code, reason });
+    this.emit("state", { state: "closed", transport, code, reason });
     if (!this.running) return;
+    if (!conn.welcomed) {
+      // Refused or broken before its welcome: the token may have expired (log in again), or this
+      // network breaks the transport (try the next one; after the last, the first again).
+      this.relogin = true;
+      if (code !== CLOSE_REPLACED && this.opts.transports.length > 1) {
+        this.tried++;
+        const why = transport + " failed before its welcome (" + (reason || "code " + code) + "); trying " + this.transport;
+        if (this.tried % this.opts.transports.length !== 0) {
+          this.emit("state", { state: "connecting", transport: this.transport, reason: why });
+          return this.connect();
+        }
+        return this.scheduleReconnect(why);
+      }
+    }
     // Replaced by a newer connection of the same user: wait a full backoff rather than fight it.
     if (code === CLOSE_REPLACED) this.attempt = Math.max(this.attempt, 4);
     this.scheduleReconnect(reason || "closed " + code);
@@ -212,7 +252,7 @@ export class HeraldClient extends EventTarget {
     this.attempt++;
     clearTimeout(this.timers.reconnect);
     this.timers.reconnect = setTimeout(() => this.connect(), delay);
-    this.emit("state", { state: "connecting", transport: "websocket", reason: why, retryInMs: Math.round(delay) });
+    this.emit("state", { state: "connecting", transport: this.transport, reason: why, retryInMs: Math.round(delay) });
   }
 
   startHeartbeat() {
@@ -225,7 +265,7 @@ export class HeraldClient extends EventTarget {
   armIdle() {
     clearTimeout(this.timers.idle);
     if (!this.heartbeatS) return;
-    this.timers.idle = setTimeout(() => this.ws && this.ws.close(4000, "no frame for three heartbeats"), 3 * this.heartbeatS * 1000);
+    this.timers.idle = setTimeout(() => this.drop("no frame for three heartbeats"), 3 * this.heartbeatS * 1000);
   }
 
   stopTimers() {
@@ -242,7 +282,7 @@ export class HeraldClient extends EventTarget {
   }
 
   write(frame) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
+    if (this.conn && this.conn.welcomed) this.conn.send(frame);
   }
 
   remember(id) {
@@ -250,6 +290,132 @@ export class HeraldClient extends EventTarget {
     this.seenOrder.push(id);
     if (this.seenOrder.length > SEEN_IDS) this.seen.delete(this.seenOrder.shift());
   }
+}
+
+// --- transports ---
+//
+// Each opens a connection and reports to two callbacks: frame(f) for every server frame, parsed, and
+// close(code, reason) once when it ends. It returns {send(frame), close(code, reason)}.
+
+function openWebSocket(creds, on) {
+  const url = new URL(creds.wsURL);
+  url.searchParams.set("token", creds.token);
+  const ws = new WebSocket(url.toString());
+  ws.onmessage = (ev) => {
+    try {
+      on.frame(JSON.parse(ev.data));
+    } catch {
+      // not a frame: ignored
+    }
+  };
+  ws.onclose = (ev) => on.close(ev.code, ev.reason);
+  ws.onerror = () => {}; // onclose follows with the code
+  return {
+    send: (f) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(f)),
+    close: (code, reason) => ws.close(code, reason),
+  };
+}
+
+/** The push-server's HTTP base URL, from the ws_url auth handed out: ws://host/ws → http://host. */
+function httpBase(wsURL) {
+  const u = new URL(wsURL);
+  u.protocol = u.protocol === "wss:" ? "https:" : "http:";
+  u.pathname = u.pathname.replace(/\/ws$/, "");
+  u.search = "";
+  return u.toString().replace(/\/$/, "");
+}
+
+/**
+ * The sending half of both HTTP transports: frames go by POST /send, those written in one turn of the
+ * event loop together as one array. A refused session ends the connection.
+ */
+function sender(base, conn, end) {
+  let queue = [];
+  return (f) => {
+    queue.push(f);
+    if (queue.length > 1) return;
+    queueMicrotask(async () => {
+      const frames = queue;
+      queue = [];
+      if (!conn.session) return;
+      try {
+        const resp = await fetch(base + "/send?session=" + encodeURIComponent(conn.session), {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(frames),
+        });
+        // 429: too many upstream messages in flight; their resend timers try again.
+        if (resp.status === 401 || resp.status === 403) end(1006, "session refused: HTTP " + resp.status);
+      } catch (err) {
+        end(1006, "send failed: " + err.message);
+      }
+    });
+  };
+}
+
+/** An HTTP transport's frames; a close frame ends the connection with its code. */
+function deliverFrames(frames, conn, on, end) {
+  for (const f of frames) {
+    if (conn.ended) return;
+    if (f.type === "close") return end(f.code, f.reason || "");
+    if (f.type === "welcome") conn.session = f.session;
+    on.frame(f);
+  }
+}
+
+function openEventStream(creds, on) {
+  const base = httpBase(creds.wsURL);
+  const es = new EventSource(base + "/sse?token=" + encodeURIComponent(creds.token));
+  const conn = { session: "", ended: false };
+  const end = (code, reason) => {
+    if (conn.ended) return;
+    conn.ended = true;
+    es.close(); // else the browser reconnects by itself, with a token that may be stale
+    on.close(code, reason);
+  };
+  es.onmessage = (ev) => {
+    let f;
+    try {
+      f = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    deliverFrames([f], conn, on, end);
+  };
+  es.onerror = () => end(1006, "event stream failed");
+  conn.send = sender(base, conn, end);
+  conn.close = (code, reason) => end(code, reason);
+  return conn;
+}
+
+function openLongPoll(creds, on) {
+  const base = httpBase(creds.wsURL);
+  const abort = new AbortController();
+  const conn = { session: "", ended: false };
+  const end = (code, reason) => {
+    if (conn.ended) return;
+    conn.ended = true;
+    abort.abort();
+    on.close(code, reason);
+  };
+  (async () => {
+    let url = base + "/poll?token=" + encodeURIComponent(creds.token);
+    while (!conn.ended) {
+      let frames;
+      try {
+        const resp = await fetch(url, { signal: abort.signal, cache: "no-store" });
+        if (!resp.ok) return end(1006, "poll refused: HTTP " + resp.status);
+        frames = await resp.json();
+      } catch (err) {
+        return end(1006, "poll failed: " + err.message);
+      }
+      deliverFrames(frames, conn, on, end);
+      url = base + "/poll?session=" + encodeURIComponent(conn.session);
+    }
+  })();
+  conn.send = sender(base, conn, end);
+  conn.close = (code, reason) => end(code, reason);
+  return conn;
 }
 
 function randomRef() {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/heraldpush/herald/pkg/testenv"
@@ -20,11 +24,12 @@ import (
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "write the demo test's screenshot to demo/screenshot.png (shown in the README)")
 
-// TestDemoInChromium opens the local stack's demo app in Debian's headless chromium: the page logs in
-// through auth from its own origin (CORS), connects over WebSocket, receives a push it asks for, gets
-// an upstream message acknowledged, reconnects after its connection is dropped, receiving a ttl push
-// sent meanwhile, and moves to the other node when its node drains, without losing the ttl push sent
-// during the move.
+// TestDemoInChromium opens the local stack's demo app in Debian's headless chromium, once per transport
+// (WebSocket, server-sent events, long-poll): the page logs in through auth from its own origin
+// (CORS), connects, receives a push it asks for and acks it, gets an upstream message acknowledged,
+// reconnects after its connection is dropped, receiving a ttl push sent meanwhile, and moves to the
+// other node when its node drains, without losing the ttl push sent during the move. A page of
+// another origin may neither log in nor open a session.
 func TestDemoInChromium(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the stack and a browser")
@@ -40,11 +45,70 @@ func TestDemoInChromium(t *testing.T) {
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-background-networking", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1100, 900))
-	ctx, cancel := chromedp.NewContext(alloc)
+	browser, cancel := chromedp.NewContext(alloc)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelTimeout()
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	for _, transport := range []string{"websocket", "sse", "poll"} {
+		t.Run(transport, func(t *testing.T) {
+			tab, closeTab := chromedp.NewContext(browser)
+			defer closeTab()
+			ctx, cancelTimeout := context.WithTimeout(tab, 90*time.Second)
+			defer cancelTimeout()
+			demoTransport(t, ctx, st, transport)
+		})
+	}
+	t.Run("fallback", func(t *testing.T) {
+		tab, closeTab := chromedp.NewContext(browser)
+		defer closeTab()
+		ctx, cancelTimeout := context.WithTimeout(tab, 60*time.Second)
+		defer cancelTimeout()
+		// A network that breaks WebSocket: every socket fails before it opens, as behind a proxy that
+		// drops the upgrade. The client says so and moves on to server-sent events.
+		breakWS := chromedp.Action[chromedp.Void](func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+			_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `
+				window.WebSocket = class { constructor() { this.readyState = 0; setTimeout(() => this.onclose && this.onclose({code: 1006, reason: ""}), 20); } send() {} close() {} };
+				window.WebSocket.OPEN = 1;`})
+			return chromedp.Void{}, err
+		})
+		if err := chromedp.Do(ctx, breakWS, chromedp.Navigate(st.DemoURL), chromedp.WaitVisible(chromedp.CSS(`#state.open[data-transport="sse"]`))); err != nil {
+			t.Fatalf("the page did not fall back to sse: %v", err)
+		}
+		why, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.fellBack || ""`))
+		if err != nil || !strings.Contains(why, "websocket failed before its welcome") {
+			t.Fatalf("the fallback's reason %q (%v)", why, err)
+		}
+	})
+	t.Run("other origin refused", func(t *testing.T) {
+		tab, closeTab := chromedp.NewContext(browser)
+		defer closeTab()
+		ctx, cancelTimeout := context.WithTimeout(tab, 30*time.Second)
+		defer cancelTimeout()
+		// The admin console is another origin than the demo app's, the only one the stack allows.
+		psHTTP := strings.TrimSuffix(strings.Replace(st.PushServers[0].WSURL, "ws://", "http://", 1), "/ws")
+		script := `(async () => {
+			const tried = async (url, init) => { try { await fetch(url, init); return "answered"; } catch { return "blocked"; } };
+			return [
+				await tried(` + strconv.Quote(st.AuthURL+"/v1/login") + `, {method: "POST", headers: {"Content-Type": "application/json"}, body: "{}"}),
+				await tried(` + strconv.Quote(psHTTP+"/poll?token=x") + `),
+			].join(",");
+		})()`
+		if err := chromedp.Do(ctx, chromedp.Navigate(st.AdminURL)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](script, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != "blocked,blocked" {
+			t.Fatalf("login, poll from %s: %s; want both blocked", st.AdminURL, got)
+		}
+	})
+}
 
+// demoTransport runs the demo page's checks with the page held to one transport.
+func demoTransport(t *testing.T, ctx context.Context, st Stack, transport string) {
 	text := func(sel string) string {
 		t.Helper()
 		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
@@ -59,11 +123,13 @@ func TestDemoInChromium(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
-	do("the demo page connects", chromedp.Navigate(st.DemoURL), chromedp.WaitVisible(chromedp.CSS(`#state.open`)))
+	open := chromedp.CSS(`#state.open[data-transport="` + transport + `"]`)
+	do("the demo page connects", chromedp.Navigate(st.DemoURL+"?transport="+transport), chromedp.WaitVisible(open))
 	if node := text(`#node`); !strings.HasPrefix(node, "ps-") {
 		t.Fatalf("connected to node %q", node)
 	}
 
+	acked := acksAt(t, st)
 	do("a push reaches the page",
 		chromedp.SetValue(chromedp.CSS(`#push-text`), "first push"),
 		chromedp.Click(chromedp.CSS(`#push-me`)),
@@ -71,6 +137,12 @@ func TestDemoInChromium(t *testing.T) {
 	if got := text(`#pushes li.push`); !strings.HasPrefix(got, "first push") {
 		t.Fatalf("push shown as %q", got)
 	}
+	testenv.Eventually(t, "the page's ack at its push-server", func() error {
+		if n := acksAt(t, st); n <= acked {
+			return fmt.Errorf("herald_ws_acks_total %v, was %v", n, acked)
+		}
+		return nil
+	})
 
 	do("an upstream message is acknowledged",
 		chromedp.Click(chromedp.CSS(`#send-up`)),
@@ -86,7 +158,7 @@ func TestDemoInChromium(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS(`#push-text`), "while away"),
 		chromedp.Click(chromedp.CSS(`#push-me`)),
 		chromedp.Poll[chromedp.Void](arrived+" > 0", chromedp.WithPollingTimeout(30*time.Second)),
-		chromedp.WaitVisible(chromedp.CSS(`#state.open`)))
+		chromedp.WaitVisible(open))
 	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](arrived))
 	if err != nil || n != 1 {
 		t.Fatalf("the push sent while away was shown %d times (%v)", n, err)
@@ -116,8 +188,11 @@ func TestDemoInChromium(t *testing.T) {
 	do("the page moves to the other node and gets the push sent meanwhile",
 		chromedp.SetValue(chromedp.CSS(`#push-text`), "during the drain"),
 		chromedp.Click(chromedp.CSS(`#push-me`)),
-		chromedp.Poll[chromedp.Void](moved+` > 0 && document.querySelector("#state.open") && document.querySelector("#node").textContent !== `+strconv.Quote(from), chromedp.WithPollingTimeout(30*time.Second)))
+		chromedp.Poll[chromedp.Void](moved+` > 0 && document.querySelector(`+strconv.Quote(`#state.open[data-transport="`+transport+`"]`)+`) && document.querySelector("#node").textContent !== `+strconv.Quote(from), chromedp.WithPollingTimeout(30*time.Second)))
 
+	if transport != "websocket" {
+		return
+	}
 	b, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil || len(b) == 0 {
 		t.Fatalf("screenshot: %v", err)
@@ -127,4 +202,25 @@ func TestDemoInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// acksAt sums herald_ws_acks_total over the stack's push-servers.
+func acksAt(t *testing.T, st Stack) float64 {
+	t.Helper()
+	var sum float64
+	for _, ps := range st.PushServers {
+		resp, err := http.Get(ps.InternalURL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "herald_ws_acks_total "); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				sum += f
+			}
+		}
+	}
+	return sum
 }

@@ -88,6 +88,8 @@ func startServices(ctx context.Context, procs *supervisor, in infra, c credentia
 			"HERALD_INTERNAL_SECRET": c.internalSecret,
 			"HERALD_PUSH_ROUTE_URL":  "http://" + o.addr(route.offset, true),
 			"HERALD_KAFKA_BROKERS":   brokers,
+			// Browsers may connect from the demo web app's page only (any transport).
+			"HERALD_ALLOWED_ORIGINS": "http://" + o.demoAddr(),
 			"HERALD_LOG_LEVEL":       o.logLevel,
 		})); err != nil {
 			return stack, err

@@ -59,11 +59,11 @@ func (s *server) admitHTTP(r *http.Request) (handshakeState, *refusal) {
 		hs.token, _ = httpapi.BearerToken(r)
 	}
 	s.pending.Add(1)
-	if err := s.admit(&hs); err != nil {
+	ref := s.admit(&hs)
+	if ref != nil {
 		s.pending.Add(-1)
-		return hs, err.(*refusal)
 	}
-	return hs, nil
+	return hs, ref
 }
 
 func writeRefusal(w http.ResponseWriter, ref *refusal) {
@@ -178,6 +178,13 @@ func (s *server) handleSend(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		httpapi.WriteError(w, err)
 		return
+	}
+	for _, f := range frames {
+		if len(f) > s.cfg.MaxFrame {
+			// A WebSocket closes with 1009 here; the session stays, and the caller learns which limit.
+			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeBodyTooLarge, "a frame of %d bytes is over -max-frame (%d)", len(f), s.cfg.MaxFrame))
+			return
+		}
 	}
 	if sess.c.Closed() {
 		httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnauthorized, "the session is closed: connect again"))

@@ -270,6 +270,7 @@ func TestHTTPTransportBadInput(t *testing.T) {
 		{"bare conn id", id, `{"type":"ping"}`, nil, 401, "unauthorized"},
 		{"the token of another user", c.welcome.Session, `{"type":"ping"}`, []string{"Authorization", "Bearer " + tokenFor(t, "someone-else", "d")}, 403, "forbidden"},
 		{"an invalid token beside the session", c.welcome.Session, `{"type":"ping"}`, []string{"Authorization", "Bearer junk"}, 403, "forbidden"},
+		{"a frame over -max-frame", c.welcome.Session, `[{"type":"up","ref":"r","data":"` + strings.Repeat("x", 69100) + `"}]`, nil, 413, "body_too_large"},
 		{"too large", c.welcome.Session, `{"type":"up","ref":"r","data":"` + strings.Repeat("x", 70000) + `"}`, nil, 413, "body_too_large"},
 		{"not JSON", c.welcome.Session, `{"type":`, nil, 400, "malformed_json"},
 		{"empty array", c.welcome.Session, `[]`, nil, 400, "invalid_request"},

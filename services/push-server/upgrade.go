@@ -146,8 +146,8 @@ func (s *server) handshake(nc net.Conn, br *bufio.Reader) {
 			return nil
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
-			if err := s.admit(&hs); err != nil {
-				return nil, err
+			if ref := s.admit(&hs); ref != nil {
+				return nil, ref
 			}
 			conn.admitted = true
 			return nil, nil
@@ -171,7 +171,7 @@ func (s *server) handshake(nc net.Conn, br *bufio.Reader) {
 
 // admit decides, before answering the upgrade, whether this connection may open. Every refusal is
 // counted by reason (herald_ws_refused_total) and its body says which check failed.
-func (s *server) admit(hs *handshakeState) error {
+func (s *server) admit(hs *handshakeState) *refusal {
 	if s.draining.Load() {
 		return s.refuse("draining", 503, "draining", "this node is shutting down; log in again")
 	}
@@ -219,7 +219,7 @@ func tokenFault(reason string) string {
 	}
 }
 
-func (s *server) refuse(reason string, status int, code, msg string) error {
+func (s *server) refuse(reason string, status int, code, msg string) *refusal {
 	s.metrics.refused.WithLabelValues(reason).Inc()
 	return reject(status, code, msg)
 }

@@ -172,7 +172,11 @@ func (c *Conn) write(b []byte) error {
 	}
 	if c.wq.bytes+len(b) > c.maxQueue {
 		c.wq = nil
-		c.shutdownLocked(closeSlow, "slow consumer")
+		if c.poll != nil {
+			c.sendCloseLocked(closeSlow, "slow consumer") // what waited is dropped; the next poll learns why
+		} else {
+			c.shutdownLocked(closeSlow, "slow consumer")
+		}
 		return ErrSlow
 	}
 	c.wq.bufs = append(c.wq.bufs, b)

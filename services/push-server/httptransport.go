@@ -18,6 +18,7 @@ import (
 
 	"github.com/heraldpush/herald/pkg/health"
 	"github.com/heraldpush/herald/pkg/httpapi"
+	"github.com/heraldpush/herald/pkg/netpoll"
 	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 )
 
@@ -103,7 +104,7 @@ func (s *server) hijack(w http.ResponseWriter, extra string) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	defer nc.Close() // the descriptor lives on as a duplicate (see detach)
+	defer nc.Close() // the descriptor lives on as a duplicate (netpoll.Detach)
 	nc.SetWriteDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	if _, err := io.WriteString(nc, head.String()); err != nil {
 		return -1, err
@@ -111,7 +112,7 @@ func (s *server) hijack(w http.ResponseWriter, extra string) (int, error) {
 	if pc, ok := nc.(*routedConn); ok {
 		nc = pc.Conn
 	}
-	return detach(nc)
+	return netpoll.Detach(nc)
 }
 
 // handlePoll opens a long-poll session (?token=, answered with its welcome at once) or waits on one

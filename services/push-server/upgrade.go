@@ -6,7 +6,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,8 +16,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"golang.org/x/sys/unix"
 
+	"github.com/heraldpush/herald/pkg/netpoll"
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/token"
 	"github.com/heraldpush/herald/pkg/wire"
@@ -159,7 +158,7 @@ func (s *server) handshake(nc net.Conn, br *bufio.Reader) {
 		s.logger.Debug("upgrade refused", "remote", nc.RemoteAddr().String(), "err", err)
 		return
 	}
-	fd, err := detach(nc)
+	fd, err := netpoll.Detach(nc)
 	if err != nil {
 		s.logger.Error("detach upgraded connection", "err", err)
 		return
@@ -268,31 +267,6 @@ func writeResponse(w io.Writer, status int, header http.Header, body []byte) {
 		ContentLength: int64(len(body)), Body: io.NopCloser(bytes.NewReader(body)),
 	}
 	_ = resp.Write(w) // the client may be gone; nothing more to do
-}
-
-// detach returns a duplicate of nc's descriptor, so the connection can be served from epoll after nc
-// (and the runtime's per-connection poller state) is released. The duplicate shares the original's
-// non-blocking mode.
-func detach(nc net.Conn) (int, error) {
-	tc, ok := nc.(*net.TCPConn)
-	if !ok {
-		return -1, fmt.Errorf("not a TCP connection: %T", nc)
-	}
-	if err := tc.SetDeadline(time.Time{}); err != nil {
-		return -1, err
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var dupErr error
-	if err := raw.Control(func(f uintptr) {
-		fd, dupErr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return -1, err
-	}
-	return fd, dupErr
 }
 
 // open admits a connection of any transport: session table, route, then the welcome and reading.

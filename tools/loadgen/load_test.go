@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/heraldpush/herald/pkg/netpoll"
 )
 
 func TestHistBuckets(t *testing.T) {
@@ -381,39 +383,17 @@ func TestRecorderUpstreamReleasesWindow(t *testing.T) {
 	}
 }
 
-func TestParseHeader(t *testing.T) {
-	for _, n := range []int{0, 125, 126, 65535, 65536} {
-		for _, masked := range []bool{false, true} {
-			f := ws.NewTextFrame(bytes.Repeat([]byte("z"), n))
-			if masked {
-				f = ws.MaskFrameWith(f, [4]byte{9, 8, 7, 6})
-			}
-			raw, err := ws.CompileFrame(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h, hlen, ok := parseHeader(raw)
-			if !ok || h.Length != int64(n) || h.OpCode != ws.OpText || !h.Fin || h.Masked != masked || hlen+n != len(raw) {
-				t.Fatalf("%d bytes, masked %v: %+v, %d, %v", n, masked, h, hlen, ok)
-			}
-			if masked && h.Mask != [4]byte{9, 8, 7, 6} {
-				t.Fatalf("mask %v", h.Mask)
-			}
-			for cut := range hlen { // every incomplete header is reported as such
-				if _, _, ok := parseHeader(raw[:cut]); ok {
-					t.Fatalf("%d bytes: header accepted from %d of its %d bytes", n, cut, hlen)
-				}
-			}
-		}
-	}
-}
-
 // The poller's frame cutting, fed the bytes of a stream in awkward pieces.
 func TestPollerConsume(t *testing.T) {
 	w := &worker{spec: workerSpec{Mode: modePush}, lost: map[string]int{}}
 	w.rec.reset()
 	w.rec.win = measureCmd{Start: 1, End: 1 << 62}
-	p := &poller{w: w, epfd: -1, byFD: map[int32]*conn{}}
+	np, err := netpoll.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer np.Release()
+	p := &poller{w: w, np: np, byFD: map[int]*conn{}}
 	a, b := net.Pipe()
 	defer b.Close()
 	c := &conn{nc: a, fd: -1}

@@ -1,5 +1,5 @@
 // Package wsconn serves upgraded WebSocket connections without a goroutine or a buffer per idle
-// connection: sockets are raw file descriptors watched by epoll (internal/netpoll), frames are read by
+// connection: sockets are raw file descriptors watched by epoll (pkg/netpoll), frames are read by
 // a bounded pool of workers into pooled buffers, and writes go straight to the socket, queueing only
 // what the kernel would not take.
 package wsconn
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/heraldpush/herald/pkg/wsframe"
 )
 
 // ErrClosed is returned by writes to a closed or closing connection.
@@ -254,7 +256,7 @@ func (c *Conn) sendCloseLocked(code int, reason string) {
 		}
 	default:
 		if c.wq == nil {
-			unix.Write(c.fd, closeFrame(code, reason)) // best effort: the peer learns why if the socket has room
+			unix.Write(c.fd, wsframe.Close(code, reason)) // best effort: the peer learns why if the socket has room
 		}
 	}
 	c.shutdownLocked(code, reason)

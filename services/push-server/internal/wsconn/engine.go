@@ -10,7 +10,8 @@ import (
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
 
-	"github.com/heraldpush/herald/services/push-server/internal/netpoll"
+	"github.com/heraldpush/herald/pkg/netpoll"
+	"github.com/heraldpush/herald/pkg/wsframe"
 )
 
 // Close codes the engine itself sends.
@@ -225,24 +226,24 @@ func (c *Conn) closing() bool {
 // when the connection must end.
 func (e *Engine) frames(c *Conn, data []byte) bool {
 	for len(data) > 0 {
-		h, ok := parseHeader(data)
-		if ok && h.length > int64(e.cfg.MaxMessage) {
+		h, ok := wsframe.ParseHeader(data)
+		if ok && h.Length > int64(e.cfg.MaxMessage) {
 			return e.fail(c, closeTooBig, "frame too large")
 		}
-		if !ok || int64(len(data)-h.size) < h.length {
+		if !ok || int64(len(data)-h.Size) < h.Length {
 			need := len(data)
 			if ok {
-				need = h.size + int(h.length)
+				need = h.Size + int(h.Length)
 			}
 			e.keepPartial(c, data, need)
 			return false
 		}
-		payload := data[h.size : h.size+int(h.length)]
-		data = data[h.size+int(h.length):]
-		if !h.masked || h.rsv != 0 {
+		payload := data[h.Size : h.Size+int(h.Length)]
+		data = data[h.Size+int(h.Length):]
+		if !h.Masked || h.Rsv != 0 {
 			return e.fail(c, closeProtocol, "client frames must be masked and use no extensions")
 		}
-		ws.Cipher(payload, h.mask, 0)
+		ws.Cipher(payload, h.Mask, 0)
 		if done := e.frame(c, h, payload); done {
 			return true
 		}
@@ -279,17 +280,17 @@ func (e *Engine) keepPartial(c *Conn, data []byte, need int) {
 }
 
 // frame handles one complete frame.
-func (e *Engine) frame(c *Conn, h header, payload []byte) bool {
-	switch h.op {
-	case opPing:
-		if !h.fin || len(payload) > 125 {
+func (e *Engine) frame(c *Conn, h wsframe.Header, payload []byte) bool {
+	switch h.Op {
+	case wsframe.OpPing:
+		if !h.Fin || len(payload) > 125 {
 			return e.fail(c, closeProtocol, "bad control frame")
 		}
-		c.write(appendFrame(make([]byte, 0, len(payload)+2), opPong, payload))
+		c.write(wsframe.Append(make([]byte, 0, len(payload)+2), wsframe.OpPong, payload))
 		return false
-	case opPong:
+	case wsframe.OpPong:
 		return false
-	case opClose:
+	case wsframe.OpClose:
 		code, reason := closeNoStatus, ""
 		if len(payload) >= 2 {
 			code, reason = int(binary.BigEndian.Uint16(payload)), string(payload[2:])
@@ -310,20 +311,20 @@ func (e *Engine) frame(c *Conn, h header, payload []byte) bool {
 		}
 		c.mu.Unlock()
 		return true
-	case opText, opBinary:
+	case wsframe.OpText, wsframe.OpBinary:
 		if c.rd != nil && c.rd.msgOp != 0 {
 			return e.fail(c, closeProtocol, "new message inside a fragmented one")
 		}
-		if !h.fin {
+		if !h.Fin {
 			if c.rd == nil {
 				c.rd = &readState{}
 			}
-			c.rd.msgOp = h.op
+			c.rd.msgOp = h.Op
 			c.rd.msg = append([]byte(nil), payload...)
 			return false
 		}
-		return e.message(c, h.op, payload)
-	case opContinuation:
+		return e.message(c, h.Op, payload)
+	case wsframe.OpContinuation:
 		if c.rd == nil || c.rd.msgOp == 0 {
 			return e.fail(c, closeProtocol, "continuation without a message")
 		}
@@ -331,7 +332,7 @@ func (e *Engine) frame(c *Conn, h header, payload []byte) bool {
 			return e.fail(c, closeTooBig, "message too large")
 		}
 		c.rd.msg = append(c.rd.msg, payload...)
-		if !h.fin {
+		if !h.Fin {
 			return false
 		}
 		op, msg := c.rd.msgOp, c.rd.msg
@@ -343,7 +344,7 @@ func (e *Engine) frame(c *Conn, h header, payload []byte) bool {
 }
 
 func (e *Engine) message(c *Conn, op byte, payload []byte) bool {
-	if op == opText && !utf8.Valid(payload) {
+	if op == wsframe.OpText && !utf8.Valid(payload) {
 		return e.fail(c, closeBadData, "text frame is not valid UTF-8")
 	}
 	e.handler.OnMessage(c, payload)

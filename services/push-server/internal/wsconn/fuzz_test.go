@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/heraldpush/herald/pkg/wsframe"
 )
 
 // recorder is a Handler that keeps what a connection delivered.
@@ -42,12 +44,12 @@ func clientFrame(fin bool, op byte, payload []byte) []byte {
 // panic, never deliver a message over the limit or a text message that is not UTF-8, and stop at the
 // first protocol error.
 func FuzzFrames(f *testing.F) {
-	f.Add(clientFrame(true, opText, []byte(`{"type":"ping"}`)), 3)
-	f.Add(append(clientFrame(false, opText, []byte("hel")), clientFrame(true, opContinuation, []byte("lo"))...), 7)
-	f.Add(clientFrame(true, opPing, []byte("p")), 1)
-	f.Add(clientFrame(true, opClose, []byte{0x03, 0xe8, 'b', 'y', 'e'}), 0)
-	f.Add(clientFrame(true, opBinary, make([]byte, 300)), 100)
-	f.Add(clientFrame(true, opText, []byte{0xff, 0xfe}), 2)
+	f.Add(clientFrame(true, wsframe.OpText, []byte(`{"type":"ping"}`)), 3)
+	f.Add(append(clientFrame(false, wsframe.OpText, []byte("hel")), clientFrame(true, wsframe.OpContinuation, []byte("lo"))...), 7)
+	f.Add(clientFrame(true, wsframe.OpPing, []byte("p")), 1)
+	f.Add(clientFrame(true, wsframe.OpClose, []byte{0x03, 0xe8, 'b', 'y', 'e'}), 0)
+	f.Add(clientFrame(true, wsframe.OpBinary, make([]byte, 300)), 100)
+	f.Add(clientFrame(true, wsframe.OpText, []byte{0xff, 0xfe}), 2)
 	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'}, 0) // unmasked
 	f.Add([]byte{0x81, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 4)
 	const limit = 1024

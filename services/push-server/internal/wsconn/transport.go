@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/heraldpush/herald/pkg/wsframe"
 )
 
 // Transport is how a connection's frames reach its client. Every transport carries the same frames
@@ -152,11 +154,11 @@ func (c *Conn) encode(payload []byte) []byte {
 	case Poll:
 		return payload
 	}
-	op := byte(opText)
+	op := byte(wsframe.OpText)
 	if c.Binary {
-		op = opBinary
+		op = wsframe.OpBinary
 	}
-	return appendFrame(make([]byte, 0, len(payload)+10), op, payload)
+	return wsframe.Append(make([]byte, 0, len(payload)+10), op, payload)
 }
 
 // appendEvent appends payload as one server-sent event. Each line of it becomes a data line, which

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/heraldpush/herald/pkg/wsframe"
 )
 
 func TestAppendEventSplitsLines(t *testing.T) {
@@ -30,7 +32,7 @@ func TestPreparedForEachTransport(t *testing.T) {
 	if got := p.frameFor(&Conn{Transport: SSE}); string(got) != "data: "+string(payload)+"\n\n" {
 		t.Errorf("sse: %q", got)
 	}
-	if got := p.frameFor(&Conn{}); got[0] != 0x80|opText || string(got[2:]) != string(payload) {
+	if got := p.frameFor(&Conn{}); got[0] != 0x80|wsframe.OpText || string(got[2:]) != string(payload) {
 		t.Errorf("websocket: %q", got)
 	}
 }

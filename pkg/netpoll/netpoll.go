@@ -1,7 +1,7 @@
 //go:build linux
 
-// Package netpoll tells the push-server which sockets are ready, through Linux epoll, so an idle
-// connection needs no goroutine blocked in a read.
+// Package netpoll tells which sockets are ready, through Linux epoll, so an idle connection needs no
+// goroutine blocked in a read: the push-server's connections, and the load generator's.
 //
 // Sockets are registered once, edge-triggered, for reading and writing: an event means the socket
 // became readable or writable since it was last drained, and the owner must then read until EAGAIN.
@@ -14,9 +14,37 @@ package netpoll
 import (
 	"errors"
 	"fmt"
+	"net"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// Detach returns a duplicate of nc's descriptor, so the connection can be served from epoll once the
+// caller closes nc (which frees the runtime's own poller state for it: otherwise the runtime's epoll
+// would still wake a thread for every byte that arrives). The duplicate shares the original's
+// non-blocking mode.
+func Detach(nc net.Conn) (int, error) {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return -1, fmt.Errorf("not a TCP connection: %T", nc)
+	}
+	if err := tc.SetDeadline(time.Time{}); err != nil {
+		return -1, err
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var dupErr error
+	if err := raw.Control(func(f uintptr) {
+		fd, dupErr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	return fd, dupErr
+}
 
 // Event flags as handed to the handler.
 const (
@@ -70,15 +98,28 @@ func (p *Poller) Remove(fd int) error {
 
 // Wait calls handle for every ready socket until Close. It runs on the calling goroutine, which it
 // keeps for as long as the poller lives; handle must not block for long.
-func (p *Poller) Wait(handle func(fd int, ev int)) error {
+func (p *Poller) Wait(handle func(fd int, ev int)) error { return p.WaitEvery(0, handle) }
+
+// WaitEvery is Wait for a caller that would rather see events late than be woken for each: it looks
+// every interval and sleeps in between, so a busy peer on the same cores is preempted less (the load
+// generator's choice). An interval of 0 blocks in epoll, as Wait does.
+func (p *Poller) WaitEvery(interval time.Duration, handle func(fd int, ev int)) error {
 	events := make([]unix.EpollEvent, 512)
+	timeout := -1
+	if interval > 0 {
+		timeout = 0
+	}
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		n, err := unix.EpollWait(p.epfd, events, timeout)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
 			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		if n == 0 && interval > 0 {
+			time.Sleep(interval)
+			continue
 		}
 		for i := 0; i < n; i++ {
 			fd := int(events[i].Fd)

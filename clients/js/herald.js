@@ -74,12 +74,12 @@ export class HeraldClient extends EventTarget {
     this.connect();
   }
 
-  /** Closes the connection for good; sends still waiting fail. */
+  /** Closes the connection for good (an HTTP session is told so); sends still waiting fail. */
   close() {
     this.running = false;
     clearTimeout(this.timers.reconnect);
     this.stopTimers();
-    if (this.conn) this.conn.close(1000, "client closed");
+    if (this.conn) this.conn.close(1000, "client closed", true);
     for (const [ref, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject(new Error("herald: client closed"));
@@ -115,7 +115,7 @@ export class HeraldClient extends EventTarget {
     this.opts.transports = transports.filter((t) => TRANSPORTS.includes(t));
     if (!this.opts.transports.length) this.opts.transports = TRANSPORTS;
     this.tried = 0;
-    this.drop("switching to " + this.transport);
+    if (this.conn) this.conn.close(4000, "switching to " + this.transport, true);
   }
 
   /** Drops the current connection, as a broken network would; the client reconnects by itself. */
@@ -132,8 +132,8 @@ export class HeraldClient extends EventTarget {
   async credentials() {
     const o = this.opts;
     if (o.tokenProvider) return o.tokenProvider();
-    if (o.token && !this.relogin) return { token: o.token, wsURL: o.wsURL };
-    if (!o.authURL) throw new Error("herald: the token was refused and there is no authURL to log in again");
+    // A fixed token is used again when there is no way to get a new one: a refusal then shows as an error.
+    if (o.token && (!this.relogin || !o.authURL)) return { token: o.token, wsURL: o.wsURL };
     const resp = await fetch(o.authURL.replace(/\/$/, "") + "/v1/login", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -226,6 +226,9 @@ export class HeraldClient extends EventTarget {
     if (code === CLOSE_RESTART) this.relogin = true;
     this.emit("state", { state: "closed", transport, code, reason });
     if (!this.running) return;
+    // A fallback that worked is not kept for good: the next connect tries the first transport again
+    // (the node or network that refused it may have been the problem).
+    if (conn.welcomed) this.tried = 0;
     if (!conn.welcomed) {
       // Refused or broken before its welcome: the token may have expired (log in again), or this
       // network breaks the transport (try the next one; after the last, the first again).
@@ -295,7 +298,8 @@ export class HeraldClient extends EventTarget {
 // --- transports ---
 //
 // Each opens a connection and reports to two callbacks: frame(f) for every server frame, parsed, and
-// close(code, reason) once when it ends. It returns {send(frame), close(code, reason)}.
+// close(code, reason) once when it ends. It returns {send(frame), close(code, reason, leave)}; leave
+// tells the server the client is gone (an HTTP session otherwise lives until three heartbeats pass).
 
 function openWebSocket(creds, on) {
   const url = new URL(creds.wsURL);
@@ -384,7 +388,10 @@ function openEventStream(creds, on) {
   };
   es.onerror = () => end(1006, "event stream failed");
   conn.send = sender(base, conn, end);
-  conn.close = (code, reason) => end(code, reason);
+  conn.close = (code, reason, leave) => {
+    if (leave) leaveSession(base, conn);
+    end(code, reason);
+  };
   return conn;
 }
 
@@ -414,8 +421,22 @@ function openLongPoll(creds, on) {
     }
   })();
   conn.send = sender(base, conn, end);
-  conn.close = (code, reason) => end(code, reason);
+  conn.close = (code, reason, leave) => {
+    if (leave) leaveSession(base, conn);
+    end(code, reason);
+  };
   return conn;
+}
+
+/** Tells the push-server an HTTP session is over, so its route goes now; sent even as the page unloads. */
+function leaveSession(base, conn) {
+  if (!conn.session || conn.ended) return;
+  fetch(base + "/send?session=" + encodeURIComponent(conn.session), {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: '{"type":"close"}',
+    keepalive: true,
+  }).catch(() => {});
 }
 
 function randomRef() {

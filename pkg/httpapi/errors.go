@@ -18,6 +18,7 @@ const (
 	CodeInvalidRequest  = "invalid_request"
 	CodeBodyTooLarge    = "body_too_large"
 	CodeUnauthorized    = "unauthorized"
+	CodeTokenExpired    = "token_expired"
 	CodeBadCredentials  = "bad_credentials"
 	CodeForbidden       = "forbidden"
 	CodeAccountDisabled = "account_disabled"
@@ -36,6 +37,7 @@ var statusByCode = map[string]int{
 	CodeInvalidRequest:  http.StatusBadRequest,
 	CodeBodyTooLarge:    http.StatusRequestEntityTooLarge,
 	CodeUnauthorized:    http.StatusUnauthorized,
+	CodeTokenExpired:    http.StatusUnauthorized,
 	CodeBadCredentials:  http.StatusUnauthorized,
 	CodeForbidden:       http.StatusForbidden,
 	CodeAccountDisabled: http.StatusForbidden,

@@ -14,6 +14,10 @@ const (
 	TypeUpAck     = "up_ack"
 	TypeError     = "error"
 	TypeReconnect = "reconnect"
+	// Both ways, on the HTTP transports only (SSE, long-poll), which have no close frame of their own:
+	// the server's {"type":"close","code","reason"} ends a session; the client's {"type":"close"} on
+	// POST /send leaves it.
+	TypeClose = "close"
 	// Client → server.
 	TypePing = "ping"
 	TypeAck  = "ack"

@@ -19,6 +19,8 @@ import (
 	"github.com/heraldpush/herald/pkg/health"
 	"github.com/heraldpush/herald/pkg/httpapi"
 	"github.com/heraldpush/herald/pkg/netpoll"
+	"github.com/heraldpush/herald/pkg/token"
+	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 )
 
@@ -36,8 +38,18 @@ func (s *server) publicHandler() http.Handler {
 	wrap := func(route string, h http.HandlerFunc) http.Handler {
 		return s.metrics.http.Wrap(s.logger, route, httpapi.CORS(origins, []string{http.MethodGet, http.MethodPost}, h))
 	}
+	getOnly := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet { // the mux lets HEAD through GET patterns; it must not open sessions
+				w.Header().Set("Allow", "GET")
+				httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeMethodNotAllow, "%s opens no session; use GET", r.Method))
+				return
+			}
+			h(w, r)
+		}
+	}
 	mux := http.NewServeMux()
-	sse, poll, send := wrap("sse", s.handleSSE), wrap("poll", s.handlePoll), wrap("send", s.handleSend)
+	sse, poll, send := wrap("sse", getOnly(s.handleSSE)), wrap("poll", getOnly(s.handlePoll)), wrap("send", s.handleSend)
 	mux.Handle("GET /sse", sse)
 	mux.Handle("GET /poll", poll)
 	mux.Handle("POST /send", send)
@@ -119,7 +131,7 @@ func (s *server) hijack(w http.ResponseWriter, extra string) (int, error) {
 // (?session=) for up to -poll-timeout, answering what was queued as a JSON array of frames.
 func (s *server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	if id := r.URL.Query().Get("session"); id != "" {
-		sess, err := s.sessions.find(id, s.tokenUID(r))
+		sess, err := s.findSession(r, id)
 		if err != nil {
 			httpapi.WriteError(w, err)
 			return
@@ -161,11 +173,13 @@ func writeFrames(w http.ResponseWriter, frames [][]byte) {
 // handleSend takes one client frame, or a JSON array of them, for an SSE or long-poll session; what
 // they cause (pong, up_ack, error frames) comes back on the session's stream or poll.
 func (s *server) handleSend(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.sessions.find(r.URL.Query().Get("session"), s.tokenUID(r))
+	sess, err := s.findSession(r, r.URL.Query().Get("session"))
 	if err != nil {
 		httpapi.WriteError(w, err)
 		return
 	}
+	// No server-wide read timeout (it would cut long polls): a body trickled in is cut here.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxSendBody)))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -191,21 +205,50 @@ func (s *server) handleSend(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeUnauthorized, "the session is closed: connect again"))
 		return
 	}
-	if sess.c.UpInFlight.Load() >= int32(s.cfg.MaxUpInFlight) {
-		// A WebSocket's reads pause here; a request can only be refused until an up_ack arrives.
-		httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeRateLimited, "%d upstream messages wait for Kafka (-max-up-inflight); send again after an up_ack", s.cfg.MaxUpInFlight))
+	types := frameTypes(frames)
+	if ups := countOf(types, wire.TypeUp); ups > 0 && int(sess.c.UpInFlight.Load())+ups > s.cfg.MaxUpInFlight {
+		// A WebSocket's reads pause here; a request can only be refused until up_acks arrive.
+		httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeRateLimited, "%d up frames here and %d waiting for Kafka: over -max-up-inflight (%d); send them again after an up_ack", ups, sess.c.UpInFlight.Load(), s.cfg.MaxUpInFlight))
 		return
 	}
 	sess.mu.Lock()
 	sess.c.Touch()
-	for _, f := range frames {
+	for i, f := range frames {
 		if sess.c.Closed() {
+			break
+		}
+		if types[i] == wire.TypeClose {
+			// An HTTP session has no close frame of its own: a client that leaves says so, and its
+			// session and route go now rather than after three heartbeats.
+			sess.c.Close(wire.CloseNormal, "closed by the client")
 			break
 		}
 		s.OnMessage(sess.c, f)
 	}
 	sess.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// frameTypes is the "type" of each frame ("" where there is none).
+func frameTypes(frames [][]byte) []string {
+	types := make([]string, len(frames))
+	for i, f := range frames {
+		var in struct{ Type string }
+		if json.Unmarshal(f, &in) == nil {
+			types[i] = in.Type
+		}
+	}
+	return types
+}
+
+func countOf(types []string, typ string) int {
+	n := 0
+	for _, t := range types {
+		if t == typ {
+			n++
+		}
+	}
+	return n
 }
 
 // splitFrames reads a /send body: one frame, or an array of frames.
@@ -231,21 +274,27 @@ func splitFrames(body []byte) ([][]byte, error) {
 	return frames, nil
 }
 
-// tokenUID is the uid of the token a session request carries beside its session, "" when it carries
-// none, and "!" when the token does not verify, which matches no session.
-func (s *server) tokenUID(r *http.Request) string {
+// findSession finds the session a request names. A request may carry its user's token too
+// (?token= or Authorization: Bearer): then it must verify and be the session's user's. An expired
+// token is told as such; the session itself outlives its token, as an open WebSocket does.
+func (s *server) findSession(r *http.Request, session string) (*httpSession, error) {
 	tok := r.URL.Query().Get("token")
 	if tok == "" {
 		tok, _ = httpapi.BearerToken(r)
 	}
-	if tok == "" {
-		return ""
+	uid := ""
+	if tok != "" {
+		claims, err := s.verifier.Verify(tok)
+		reason := token.Reason(err)
+		switch {
+		case reason == "expired":
+			return nil, httpapi.Errorf(httpapi.CodeTokenExpired, "the token beside the session has expired; send the session alone, or a fresh token")
+		case err != nil:
+			return nil, httpapi.Errorf(httpapi.CodeUnauthorized, "invalid token beside the session: %s", tokenFault(reason))
+		}
+		uid = claims.UID
 	}
-	claims, err := s.verifier.Verify(tok)
-	if err != nil {
-		return "!"
-	}
-	return claims.UID
+	return s.sessions.find(session, uid)
 }
 
 // routedConn is a public connection handed to net/http after the router read the start of its first

@@ -232,6 +232,16 @@ func TestLongPoll(t *testing.T) {
 		t.Fatalf("poll after ping %s, want the pong", fs)
 	}
 
+	// HEAD matches GET routes in the mux, but opens nothing.
+	head, err := http.Head(n.publicURL() + "/poll?token=" + tokenFor(t, "poll-head", "browser"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != 405 || len(lookup(t, n.redis, "poll-head")) != 0 {
+		t.Fatalf("HEAD /poll: %d, routes %v; want 405 and no session", head.StatusCode, lookup(t, n.redis, "poll-head"))
+	}
+
 	// Nobody polls: closed after three heartbeats, its route removed.
 	eventually(t, "abandoned session closed", func() error {
 		if rs := lookup(t, n.redis, "poll-bo"); len(rs) != 0 {
@@ -269,7 +279,7 @@ func TestHTTPTransportBadInput(t *testing.T) {
 		{"stolen session id without its secret", id + ".guessed", `{"type":"ping"}`, nil, 401, "unauthorized"},
 		{"bare conn id", id, `{"type":"ping"}`, nil, 401, "unauthorized"},
 		{"the token of another user", c.welcome.Session, `{"type":"ping"}`, []string{"Authorization", "Bearer " + tokenFor(t, "someone-else", "d")}, 403, "forbidden"},
-		{"an invalid token beside the session", c.welcome.Session, `{"type":"ping"}`, []string{"Authorization", "Bearer junk"}, 403, "forbidden"},
+		{"an invalid token beside the session", c.welcome.Session, `{"type":"ping"}`, []string{"Authorization", "Bearer junk"}, 401, "unauthorized"},
 		{"a frame over -max-frame", c.welcome.Session, `[{"type":"up","ref":"r","data":"` + strings.Repeat("x", 69100) + `"}]`, nil, 413, "body_too_large"},
 		{"too large", c.welcome.Session, `{"type":"up","ref":"r","data":"` + strings.Repeat("x", 70000) + `"}`, nil, 413, "body_too_large"},
 		{"not JSON", c.welcome.Session, `{"type":`, nil, 400, "malformed_json"},
@@ -323,6 +333,30 @@ func TestHTTPTransportBadInput(t *testing.T) {
 	}
 	if cl := c.nextOfType("close"); cl["code"] != float64(wire.CloseReplaced) {
 		t.Fatalf("close %v, want %d", cl, wire.CloseReplaced)
+	}
+}
+
+// TestClientLeavesSession: a long-poll client that leaves says so by /send, and its session and route
+// go at once; a poll still on its way gets the close frame.
+func TestClientLeavesSession(t *testing.T) {
+	n := startNode(t, "ps-http-leave", nodeOpts{})
+	first := poll(t, n, "token="+tokenFor(t, "leaving-gus", "browser"))
+	var welcome wire.Welcome
+	json.Unmarshal(first[0], &welcome)
+	if status, code := send(t, n, welcome.Session, `{"type":"close"}`); status != 204 {
+		t.Fatalf("send close: %d %s", status, code)
+	}
+	if rs := lookup(t, n.redis, "leaving-gus"); len(rs) != 0 {
+		eventually(t, "route removed", func() error {
+			if rs := lookup(t, n.redis, "leaving-gus"); len(rs) != 0 {
+				return fmt.Errorf("routes %+v", rs)
+			}
+			return nil
+		})
+	}
+	fs := poll(t, n, "session="+url.QueryEscape(welcome.Session))
+	if len(fs) != 1 || frameType(fs[0]) != "close" || !strings.Contains(string(fs[0]), `"code":1000`) {
+		t.Fatalf("poll after leaving %s, want the close frame 1000", fs)
 	}
 }
 

@@ -297,6 +297,12 @@ func (s *server) open(c *wsconn.Conn, hs handshakeState) error {
 		c.Abort(wire.CloseTryAgainLater, "cannot record the route; reconnect")
 		return err
 	}
+	if c.Transport == wsconn.Poll && c.Closed() {
+		// Closed (kicked, drained, replaced) while its route was being recorded: a long-poll session's
+		// OnClose has run already and removed a route that was not there yet.
+		s.routes.unregister(s.routeOf(c))
+		return wsconn.ErrClosed
+	}
 	welcome, _ := json.Marshal(wire.Welcome{Type: wire.TypeWelcome, ConnID: s.connID(c), Node: s.cfg.NodeID, UID: c.UID, HeartbeatS: s.cfg.HeartbeatS, Session: session})
 	if err := c.Start(welcome); err != nil {
 		s.logger.Debug("connection lost before its welcome", "err", err)

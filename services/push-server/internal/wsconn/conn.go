@@ -28,8 +28,9 @@ const (
 	stateClosed
 )
 
-// Conn is one upgraded WebSocket connection. Its identity fields are set before Attach and never
-// change; everything else is the package's.
+// Conn is one client connection: an upgraded WebSocket, an SSE stream or a long-poll session (see
+// Transport). Its identity fields are set before Attach and never change; everything else is the
+// package's.
 type Conn struct {
 	ID          uint64
 	UID         string

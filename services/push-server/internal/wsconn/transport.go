@@ -113,6 +113,9 @@ func (c *Conn) Take(ctx context.Context, timeout time.Duration) (payloads [][]by
 	if c.poll.waiter == wake {
 		c.poll.waiter = nil
 	}
+	if ctx.Err() != nil {
+		return nil, false // the client gave up on this poll: what is queued waits for its next one
+	}
 	return c.takeLocked()
 }
 
@@ -183,6 +186,6 @@ func closePayload(code int, reason string) []byte {
 		Type   string `json:"type"`
 		Code   int    `json:"code"`
 		Reason string `json:"reason,omitempty"`
-	}{"close", code, reason})
+	}{"close", code, reason}) // wire.TypeClose; this package knows frames only as bytes
 	return b
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/pkg/apiclient"
+	"github.com/heraldpush/herald/tools/loadgen/internal/latency"
+	"github.com/heraldpush/herald/tools/loadgen/internal/proccpu"
 )
 
 // The parent's side of the load modes: it drives the push API (push, broadcast) or tells the workers
@@ -36,16 +38,16 @@ type loadReport struct {
 
 	// Receipts: push frames (push, broadcast) or up_acks (upstream) of messages sent in the window,
 	// per second of the window, and their send → receipt latency.
-	Received  int64     `json:"received"`
-	PerSecond float64   `json:"per_second"`
-	Latency   latencyMS `json:"latency_ms"`
-	Timeline  []int64   `json:"timeline,omitempty"` // receipts by second after the window start
+	Received  int64      `json:"received"`
+	PerSecond float64    `json:"per_second"`
+	Latency   latency.MS `json:"latency_ms"`
+	Timeline  []int64    `json:"timeline,omitempty"` // receipts by second after the window start
 
 	// Push: the API calls made in the window, what they answered, how long they took.
 	Calls         int64          `json:"calls,omitempty"`
 	CallsPerSec   float64        `json:"calls_per_second,omitempty"`
 	CallErrors    map[string]int `json:"call_errors,omitempty"`
-	CallLatency   *latencyMS     `json:"call_latency_ms,omitempty"`
+	CallLatency   *latency.MS    `json:"call_latency_ms,omitempty"`
 	Delivered     int64          `json:"delivered_by_api,omitempty"` // sum of "delivered" in the answers
 	UIDsPerCall   int            `json:"uids_per_call,omitempty"`
 	Callers       int            `json:"callers,omitempty"`
@@ -67,21 +69,21 @@ type loadReport struct {
 	OpenAfter   int            `json:"open_after"`
 	LostDuring  map[string]int `json:"lost_during,omitempty"`
 
-	CPU     cpuReport              `json:"cpu"`
+	CPU     proccpu.Report         `json:"cpu"`
 	Metrics map[string]metricDelta `json:"metrics,omitempty"` // by node (and push-route)
 }
 
 // broadcastResult is one broadcast: the API's answer and when each connection had the frame.
 type broadcastResult struct {
-	Stamp       int64     `json:"stamp"`
-	CallMS      float64   `json:"call_ms"`
-	Delivered   int64     `json:"delivered_by_api"`
-	Err         string    `json:"error,omitempty"`
-	Received    int64     `json:"received"`
-	Latency     latencyMS `json:"latency_ms"` // Max is the time to the last client
-	Quantiles   []float64 `json:"by_fraction_ms"`
-	Missing     int64     `json:"missing"`
-	SpreadAfter float64   `json:"last_after_call_ms"` // time-to-last minus the API call's duration
+	Stamp       int64      `json:"stamp"`
+	CallMS      float64    `json:"call_ms"`
+	Delivered   int64      `json:"delivered_by_api"`
+	Err         string     `json:"error,omitempty"`
+	Received    int64      `json:"received"`
+	Latency     latency.MS `json:"latency_ms"` // Max is the time to the last client
+	Quantiles   []float64  `json:"by_fraction_ms"`
+	Missing     int64      `json:"missing"`
+	SpreadAfter float64    `json:"last_after_call_ms"` // time-to-last minus the API call's duration
 }
 
 // broadcastFractions are the shares of connections whose arrival time each broadcast reports.
@@ -189,11 +191,11 @@ func (r *report) runLoad(ctx context.Context, o options, st stack, pool *workers
 }
 
 // allProcs is every process whose CPU time a run reads: the stack's and the generator's own.
-func allProcs(st stack, pool *workers) []watchedProc {
-	procs := stackProcs(st.PIDs)
-	procs = append(procs, watchedProc{Name: "loadgen", PID: os.Getpid(), Mine: true})
+func allProcs(st stack, pool *workers) []proccpu.Proc {
+	procs := proccpu.StackProcs(st.PIDs)
+	procs = append(procs, proccpu.Proc{Name: "loadgen", PID: os.Getpid(), Mine: true})
 	for i, p := range pool.procs {
-		procs = append(procs, watchedProc{Name: fmt.Sprintf("loadgen-worker-%d", i), PID: p.Process.Pid, Mine: true})
+		procs = append(procs, proccpu.Proc{Name: fmt.Sprintf("loadgen-worker-%d", i), PID: p.Process.Pid, Mine: true})
 	}
 	return procs
 }
@@ -201,13 +203,13 @@ func allProcs(st stack, pool *workers) []watchedProc {
 // watch takes the counters and CPU times at the window's start and end.
 type watch struct {
 	sources map[string]func() map[string]float64
-	procs   []watchedProc
+	procs   []proccpu.Proc
 
 	t0     time.Time
-	cpu0   cpuSnapshot
+	cpu0   proccpu.Snapshot
 	before map[string]map[string]float64
 
-	cpu    cpuReport
+	cpu    proccpu.Report
 	deltas map[string]metricDelta
 }
 
@@ -216,14 +218,14 @@ func (w *watch) begin() {
 	for name, read := range w.sources {
 		w.before[name] = read()
 	}
-	w.cpu0 = takeCPU(w.procs)
+	w.cpu0 = proccpu.Take(w.procs)
 	w.t0 = time.Now()
 }
 
 func (w *watch) end() {
-	cpu1 := takeCPU(w.procs)
+	cpu1 := proccpu.Take(w.procs)
 	wall := time.Since(w.t0).Seconds()
-	w.cpu = cpuBetween(w.procs, w.cpu0, cpu1, wall, runtime.NumCPU())
+	w.cpu = proccpu.Between(w.procs, w.cpu0, cpu1, wall, runtime.NumCPU())
 	w.deltas = map[string]metricDelta{}
 	for name, read := range w.sources {
 		w.deltas[name] = metricDelta{Before: w.before[name], After: read()}
@@ -231,26 +233,26 @@ func (w *watch) end() {
 }
 
 // gather asks the workers for what they saw and adds it up.
-func gather(ctx context.Context, pool *workers) (loadResult, *hist, map[int64]*hist, error) {
+func gather(ctx context.Context, pool *workers) (loadResult, *latency.Hist, map[int64]*latency.Hist, error) {
 	pool.send(cmdReport)
 	evs, err := pool.collect(ctx, evResult, false, nil)
 	if err != nil {
 		return loadResult{}, nil, nil, err
 	}
 	var total loadResult
-	lat := &hist{}
-	byStamp := map[int64]*hist{}
+	lat := latency.New()
+	byStamp := map[int64]*latency.Hist{}
 	for _, e := range evs {
 		if e.Result == nil {
 			continue
 		}
 		total.add(e.Result)
-		lat.merge(e.Result.Latency.unwire())
+		lat.Merge(e.Result.Latency)
 		for k, wh := range e.Result.ByStamp {
 			if byStamp[k] == nil {
-				byStamp[k] = &hist{}
+				byStamp[k] = latency.New()
 			}
-			byStamp[k].merge(wh.unwire())
+			byStamp[k].Merge(wh)
 		}
 	}
 	return total, lat, byStamp, nil
@@ -308,7 +310,7 @@ func answerFailure(status int, body []byte) string {
 type callStats struct {
 	calls, delivered, asked int64
 	errs                    map[string]int
-	lat                     hist
+	lat                     *latency.Hist
 }
 
 // runPush drives POST /v1/push with o.callers callers for warm-up + duration.
@@ -367,7 +369,7 @@ func (r *report) runPush(ctx context.Context, o options, st stack, pool *workers
 				}
 				cs.calls++
 				cs.asked += int64(len(pick))
-				cs.lat.record(time.Since(sent).Microseconds())
+				cs.lat.Record(time.Since(sent).Microseconds())
 				if fail != "" {
 					cs.errs[fail]++
 					continue
@@ -394,17 +396,17 @@ func (r *report) runPush(ctx context.Context, o options, st stack, pool *workers
 	if err != nil {
 		return err
 	}
-	callLat := &hist{}
+	callLat := latency.New()
 	for i := range stats {
 		cs := &stats[i]
 		lr.Calls += cs.calls
 		lr.Delivered += cs.delivered
 		lr.NotDelivered += cs.asked
 		lr.CallErrors = addCounts(lr.CallErrors, cs.errs)
-		callLat.merge(&cs.lat)
+		callLat.Merge(cs.lat)
 	}
 	lr.NotDelivered = max(0, lr.NotDelivered-lr.Delivered)
-	cl := callLat.summary()
+	cl := callLat.Summary()
 	lr.CallLatency = &cl
 	lr.CallsPerSec = float64(lr.Calls) / lr.Seconds
 	lr.fill(got, lat)
@@ -413,10 +415,10 @@ func (r *report) runPush(ctx context.Context, o options, st stack, pool *workers
 }
 
 // fill copies the workers' totals into the report.
-func (lr *loadReport) fill(got loadResult, lat *hist) {
+func (lr *loadReport) fill(got loadResult, lat *latency.Hist) {
 	lr.Received = got.InWindow
 	lr.PerSecond = float64(got.InWindow) / lr.Seconds
-	lr.Latency = lat.summary()
+	lr.Latency = lat.Summary()
 	lr.Timeline = got.PerSecond
 	lr.OutOfWindow = got.OutOfWindow
 	lr.OtherFrames = got.Frames
@@ -480,22 +482,22 @@ func (r *report) runBroadcast(ctx context.Context, o options, st stack, pool *wo
 	if err != nil {
 		return err
 	}
-	all := &hist{}
+	all := latency.New()
 	for i := range lr.Broadcasts {
 		b := &lr.Broadcasts[i]
 		h := byStamp[b.Stamp]
 		if h == nil {
-			h = &hist{}
+			h = latency.New()
 		}
-		all.merge(h)
-		b.Received = h.n
-		b.Latency = h.summary()
-		b.Quantiles = h.cdfPoints(broadcastFractions)
-		b.Missing = max(0, int64(lr.Conns)-h.n)
+		all.Merge(h)
+		b.Received = h.N()
+		b.Latency = h.Summary()
+		b.Quantiles = h.CDF(broadcastFractions)
+		b.Missing = max(0, int64(lr.Conns)-h.N())
 		b.SpreadAfter = b.Latency.Max - b.CallMS
 	}
 	lr.fill(got, all)
-	lr.Received = all.n
+	lr.Received = all.N()
 	lr.PerSecond = 0
 	lr.Timeline = nil
 	return nil

@@ -5,6 +5,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/heraldpush/herald/tools/loadgen/internal/latency"
 )
 
 // writeText prints a load phase's findings.
@@ -44,7 +46,7 @@ func (lr *loadReport) writeText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "           out of the window %d; other frames: %s; open after %d; ended during: %s\n",
 		lr.OutOfWindow, formatCounts(lr.OtherFrames), lr.OpenAfter, formatCounts(lr.LostDuring))
-	lr.CPU.writeText(w)
+	lr.CPU.WriteText(w)
 	names := make([]string, 0, len(lr.Metrics))
 	for n := range lr.Metrics {
 		names = append(names, n)
@@ -55,7 +57,7 @@ func (lr *loadReport) writeText(w io.Writer) {
 	}
 }
 
-func latencyText(l latencyMS) string {
+func latencyText(l latency.MS) string {
 	return fmt.Sprintf("p50 %.2f ms, p90 %.2f, p99 %.2f, p99.9 %.2f, max %.2f (mean %.2f, n %d)",
 		l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean, l.N)
 }
@@ -89,30 +91,6 @@ func errText(e string) string {
 		return ""
 	}
 	return " (" + e + ")"
-}
-
-func (c cpuReport) writeText(w io.Writer) {
-	if c.Wall <= 0 {
-		return
-	}
-	fmt.Fprintf(w, "  cpu      over %.1f s: machine %.2f of %d cores busy (softirq %.2f of it; %.2f more stolen by the hypervisor): stack %.2f, loadgen %.2f, other %.2f\n",
-		c.Wall, c.Machine, c.Cores, c.Softirq, c.Steal, c.Stack, c.Loadgen, c.Other)
-	procs := append([]cpuUse(nil), c.Procs...)
-	sort.Slice(procs, func(i, j int) bool { return procs[i].Cores > procs[j].Cores })
-	var parts []string
-	for _, p := range procs {
-		if p.Cores >= 0.005 {
-			parts = append(parts, fmt.Sprintf("%s %.2f", p.Name, p.Cores))
-		}
-	}
-	fmt.Fprintf(w, "           by process (cores): %s\n", strings.Join(parts, ", "))
-	parts = parts[:0]
-	for _, p := range procs {
-		if p.Cores >= 0.005 {
-			parts = append(parts, fmt.Sprintf("%s %.0f", p.Name, p.Switches))
-		}
-	}
-	fmt.Fprintf(w, "           context switches per second: %s\n", strings.Join(parts, ", "))
 }
 
 // deltaText shows a source's counters as after − before, and gauges (threads, goroutines, heap,

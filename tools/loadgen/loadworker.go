@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/heraldpush/herald/tools/loadgen/internal/latency"
 )
 
 // The worker's side of the load modes: it records the push frames its connections receive (push and
@@ -20,17 +22,17 @@ type recorder struct {
 	mu  sync.Mutex
 	win measureCmd
 	res loadResult
-	lat hist
+	lat *latency.Hist
 	// byStamp: broadcast mode, one distribution per send stamp (each broadcast has its own).
-	byStamp map[int64]*hist
+	byStamp map[int64]*latency.Hist
 }
 
 func (r *recorder) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.res = loadResult{Errors: map[string]int{}, Frames: map[string]int{}}
-	r.lat = hist{}
-	r.byStamp = map[int64]*hist{}
+	r.lat = latency.New()
+	r.byStamp = map[int64]*latency.Hist{}
 }
 
 // inWindow reports whether a message sent at unix ns sent belongs to the measured window.
@@ -73,13 +75,13 @@ func (w *worker) onFrame(c *conn, p []byte, now int64) {
 		case w.spec.Mode == modeBroadcast:
 			h := r.byStamp[f.sent]
 			if h == nil {
-				h = &hist{}
+				h = latency.New()
 				r.byStamp[f.sent] = h
 			}
-			h.record((now - f.sent) / 1000)
+			h.Record((now - f.sent) / 1000)
 		case r.inWindow(f.sent):
 			r.res.InWindow++
-			r.lat.record((now - f.sent) / 1000)
+			r.lat.Record((now - f.sent) / 1000)
 			r.perSecond(now)
 		default:
 			r.res.OutOfWindow++
@@ -94,7 +96,7 @@ func (w *worker) onFrame(c *conn, p []byte, now int64) {
 			r.res.Frames["up_ack_foreign_ref"]++
 		case r.inWindow(f.sent):
 			r.res.InWindow++
-			r.lat.record((now - f.sent) / 1000)
+			r.lat.Record((now - f.sent) / 1000)
 			r.perSecond(now)
 		default:
 			r.res.OutOfWindow++
@@ -153,11 +155,11 @@ func (w *worker) report() {
 	r := &w.rec
 	r.mu.Lock()
 	res := r.res
-	res.Latency = r.lat.wire()
+	res.Latency = r.lat
 	if len(r.byStamp) > 0 {
-		res.ByStamp = map[int64]*wireHist{}
+		res.ByStamp = map[int64]*latency.Hist{}
 		for k, h := range r.byStamp {
-			res.ByStamp[k] = h.wire()
+			res.ByStamp[k] = h
 		}
 	}
 	r.mu.Unlock()

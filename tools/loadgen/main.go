@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/pkg/config"
+	"github.com/heraldpush/herald/tools/loadgen/internal/proccpu"
 )
 
 func main() {
@@ -533,7 +534,7 @@ func (r *report) runPhases(ctx context.Context, o options, st stack, pool *worke
 
 	// Idle CPU is read from the first sample to the last, after the connect burst has settled.
 	procs := allProcs(st, pool)
-	var cpu0 cpuSnapshot
+	var cpu0 proccpu.Snapshot
 	var t0 time.Time
 	for k, at := range o.samples {
 		if err := sleepUntil(ctx, allOpen.Add(at)); err != nil {
@@ -541,9 +542,9 @@ func (r *report) runPhases(ctx context.Context, o options, st stack, pool *worke
 		}
 		switch {
 		case k == 0:
-			cpu0, t0 = takeCPU(procs), time.Now()
+			cpu0, t0 = proccpu.Take(procs), time.Now()
 		case k == len(o.samples)-1:
-			c := cpuBetween(procs, cpu0, takeCPU(procs), time.Since(t0).Seconds(), runtime.NumCPU())
+			c := proccpu.Between(procs, cpu0, proccpu.Take(procs), time.Since(t0).Seconds(), runtime.NumCPU())
 			r.IdleCPU = &c
 		}
 		for i, n := range watched {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/heraldpush/herald/tools/loadgen/internal/latency"
 )
 
 // The parent and its workers talk over the workers' stdio: the parent writes the spec as the first
@@ -116,13 +118,13 @@ type loadResult struct {
 	UpAcks int64 `json:"up_acks"`
 	// InWindow counts the pushes or up_acks of messages sent inside the measured window, and Latency
 	// is their send-to-receipt time (µs); OutOfWindow the others (warm-up, after the end).
-	InWindow    int64     `json:"in_window"`
-	OutOfWindow int64     `json:"out_of_window"`
-	Latency     *wireHist `json:"latency,omitempty"`
+	InWindow    int64         `json:"in_window"`
+	OutOfWindow int64         `json:"out_of_window"`
+	Latency     *latency.Hist `json:"latency,omitempty"`
 	// PerSecond counts the in-window receipts by second of receipt after the window start.
 	PerSecond []int64 `json:"per_second,omitempty"`
 	// ByStamp is, in broadcast mode, the receipt latency of each broadcast, keyed by its send stamp.
-	ByStamp map[int64]*wireHist `json:"by_stamp,omitempty"`
+	ByStamp map[int64]*latency.Hist `json:"by_stamp,omitempty"`
 	// UpSent counts the up frames written, UpSentInWindow those inside the window.
 	UpSent         int64 `json:"up_sent"`
 	UpSentInWindow int64 `json:"up_sent_in_window"`

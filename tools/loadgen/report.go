@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/heraldpush/herald/tools/loadgen/internal/proccpu"
 )
 
 // report is everything one run found, printed as text and optionally as JSON.
@@ -34,7 +36,7 @@ type report struct {
 	Load *loadReport `json:"load,omitempty"`
 	// IdleCPU is what the held connections cost from the first sample to the last (idle mode, with
 	// at least two samples).
-	IdleCPU *cpuReport `json:"idle_cpu,omitempty"`
+	IdleCPU *proccpu.Report `json:"idle_cpu,omitempty"`
 }
 
 // phase is minting or connecting: how many succeeded, how they failed, how long it took.
@@ -126,7 +128,7 @@ func (r *report) writeText(w io.Writer) {
 	}
 	if r.IdleCPU != nil {
 		fmt.Fprintf(w, "  idle     from the first sample to the last, the connections only heartbeating:\n")
-		r.IdleCPU.writeText(w)
+		r.IdleCPU.WriteText(w)
 	}
 	for _, n := range r.Nodes {
 		fmt.Fprintf(w, "  %-8s before     %s\n", n.ID, statsLine(n.Before))

@@ -1,19 +1,20 @@
-package main
+// Package proccpu says where the CPU went during a load phase, without a profiler: the user+system
+// time and context switches of each watched process (the local stack's, the load generator's own),
+// from /proc/<pid>/stat and task status files before and after, and the whole machine's busy time
+// from /proc/stat. The load generator shares the cores with the servers, and other people's work may
+// too; these figures say how much of each there was.
+package proccpu
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 )
-
-// Where the CPU went during a load phase, without a profiler: the user+system time of each process of
-// the local stack and of loadgen itself, from /proc/<pid>/stat before and after, and the whole
-// machine's busy time from /proc/stat. The load generator shares the cores with the servers, and other
-// people's work may too; these figures say how much of each there was.
 
 // clockTicks is USER_HZ, the unit of /proc's CPU times (100 on every Linux architecture Go runs on).
 const clockTicks = 100
@@ -68,19 +69,19 @@ func machineTicks(stat []byte) (busy, softirq, steal, total uint64, err error) {
 	return busy, softirq, steal, total, nil
 }
 
-// watchedProc is one process whose CPU time is followed.
-type watchedProc struct {
+// Proc is one process whose CPU time is followed.
+type Proc struct {
 	Name string `json:"name"`
 	PID  int    `json:"pid"`
 	Mine bool   `json:"loadgen"` // loadgen's parent or one of its workers
 }
 
-// stackProcs lists the local stack's processes from stack.json's pids (name → pid), sorted by name.
-func stackProcs(pids map[string]int) []watchedProc {
-	out := make([]watchedProc, 0, len(pids))
+// StackProcs lists the local stack's processes from stack.json's pids (name → pid), sorted by name.
+func StackProcs(pids map[string]int) []Proc {
+	out := make([]Proc, 0, len(pids))
 	for name, pid := range pids {
 		if pid > 0 {
-			out = append(out, watchedProc{Name: name, PID: pid})
+			out = append(out, Proc{Name: name, PID: pid})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -119,8 +120,8 @@ func procSwitches(pid int) uint64 {
 	return n
 }
 
-// cpuSnapshot is the CPU time of the watched processes and of the machine at one moment.
-type cpuSnapshot struct {
+// Snapshot is the CPU time of the watched processes and of the machine at one moment.
+type Snapshot struct {
 	switches map[int]uint64 // pid → context switches
 	procs    map[int]uint64 // pid → ticks
 	busy     uint64
@@ -130,8 +131,8 @@ type cpuSnapshot struct {
 	readErr  error
 }
 
-func takeCPU(procs []watchedProc) cpuSnapshot {
-	s := cpuSnapshot{procs: map[int]uint64{}, switches: map[int]uint64{}}
+func Take(procs []Proc) Snapshot {
+	s := Snapshot{procs: map[int]uint64{}, switches: map[int]uint64{}}
 	for _, p := range procs {
 		s.switches[p.PID] = procSwitches(p.PID)
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
@@ -150,8 +151,8 @@ func takeCPU(procs []watchedProc) cpuSnapshot {
 	return s
 }
 
-// cpuUse is one process's share of the CPU over a phase.
-type cpuUse struct {
+// Use is one process's share of the CPU over a phase.
+type Use struct {
 	Name    string  `json:"name"`
 	Seconds float64 `json:"cpu_seconds"`
 	Cores   float64 `json:"cores"` // average cores busy: CPU seconds / wall seconds
@@ -161,10 +162,10 @@ type cpuUse struct {
 	Switches float64 `json:"ctx_switches_per_second"`
 }
 
-// cpuReport is where the CPU went over a phase of wall seconds.
-type cpuReport struct {
-	Wall  float64  `json:"wall_seconds"`
-	Procs []cpuUse `json:"procs"`
+// Report is where the CPU went over a phase of wall seconds.
+type Report struct {
+	Wall  float64 `json:"wall_seconds"`
+	Procs []Use   `json:"procs"`
 	// Machine is the busy cores of the whole machine; Stack and Loadgen the parts of it taken by the
 	// stack's processes and by loadgen; Other the rest (other people's work, the kernel's softirqs
 	// that land outside these processes). Steal is the virtual CPU time the hypervisor ran something
@@ -178,9 +179,9 @@ type cpuReport struct {
 	Other   float64 `json:"other_cores"`
 }
 
-// cpuBetween computes the report between two snapshots wall seconds apart; cores is the machine's.
-func cpuBetween(procs []watchedProc, a, b cpuSnapshot, wall float64, cores int) cpuReport {
-	r := cpuReport{Wall: wall, Cores: cores}
+// Between computes the report between two snapshots wall seconds apart; cores is the machine's.
+func Between(procs []Proc, a, b Snapshot, wall float64, cores int) Report {
+	r := Report{Wall: wall, Cores: cores}
 	if wall <= 0 {
 		return r
 	}
@@ -191,7 +192,7 @@ func cpuBetween(procs []watchedProc, a, b cpuSnapshot, wall float64, cores int) 
 			continue
 		}
 		sec := float64(tb-ta) / clockTicks
-		u := cpuUse{Name: p.Name, Seconds: sec, Cores: sec / wall, Loadgen: p.Mine}
+		u := Use{Name: p.Name, Seconds: sec, Cores: sec / wall, Loadgen: p.Mine}
 		if sb, sa := b.switches[p.PID], a.switches[p.PID]; sb >= sa {
 			u.Switches = float64(sb-sa) / wall
 		}
@@ -211,11 +212,27 @@ func cpuBetween(procs []watchedProc, a, b cpuSnapshot, wall float64, cores int) 
 	return r
 }
 
-// portOf is the port of a host:port address ("" when there is none).
-func portOf(addr string) string {
-	i := strings.LastIndexByte(addr, ':')
-	if i < 0 {
-		return ""
+// WriteText writes the report as the load generator's text report shows it.
+func (c Report) WriteText(w io.Writer) {
+	if c.Wall <= 0 {
+		return
 	}
-	return addr[i+1:]
+	fmt.Fprintf(w, "  cpu      over %.1f s: machine %.2f of %d cores busy (softirq %.2f of it; %.2f more stolen by the hypervisor): stack %.2f, loadgen %.2f, other %.2f\n",
+		c.Wall, c.Machine, c.Cores, c.Softirq, c.Steal, c.Stack, c.Loadgen, c.Other)
+	procs := append([]Use(nil), c.Procs...)
+	sort.Slice(procs, func(i, j int) bool { return procs[i].Cores > procs[j].Cores })
+	var parts []string
+	for _, p := range procs {
+		if p.Cores >= 0.005 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", p.Name, p.Cores))
+		}
+	}
+	fmt.Fprintf(w, "           by process (cores): %s\n", strings.Join(parts, ", "))
+	parts = parts[:0]
+	for _, p := range procs {
+		if p.Cores >= 0.005 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", p.Name, p.Switches))
+		}
+	}
+	fmt.Fprintf(w, "           context switches per second: %s\n", strings.Join(parts, ", "))
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -132,14 +131,14 @@ func startAuth(t *testing.T, s servers, extraEnv map[string]string) *authServer 
 	return a
 }
 
+// freeAddr is a port for a server the test starts (testenv.FreeAddr: not one the kernel may hand out).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testenv.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 func waitHTTP(t testing.TB, url string, done <-chan error) {

@@ -82,14 +82,14 @@ type nodeOpts struct {
 	env   map[string]string
 }
 
+// freeAddr is a port for a server the test starts (testenv.FreeAddr: not one the kernel may hand out).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testenv.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 func nodeEnv(t testing.TB, id string, o nodeOpts) (map[string]string, string, string) {
@@ -140,6 +140,7 @@ func startNode(t testing.TB, id string, o nodeOpts) *node {
 	eventually(t, "node "+id+" ready", func() error {
 		select {
 		case err := <-n.done:
+			close(n.done) // stop, at cleanup, has nothing to wait for
 			t.Fatalf("node exited during start: %v", err)
 		default:
 		}

@@ -1,9 +1,12 @@
-// Package ident checks the identifiers Herald's contracts allow: uids and device names are 1–128
-// characters of letters, digits and "._:@-". The alphabet keeps "|" out, because route values in Redis
+// Package ident checks the identifiers Herald's contracts allow: uids, device names and room names are
+// 1–128 characters of letters, digits and "._:@-". The alphabet keeps "|" out, because route values in Redis
 // join fields with it.
 package ident
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // MaxLen is the longest allowed identifier.
 const MaxLen = 128
@@ -31,6 +34,28 @@ func allowed(c byte) bool {
 		return true
 	case c == '.', c == '_', c == ':', c == '@', c == '-':
 		return true
+	}
+	return false
+}
+
+// CheckRoomPattern checks one entry of a token's rooms claim: a room name, or a prefix of room names
+// ending in "*" ("match:*"; "*" alone allows every room).
+func CheckRoomPattern(p string) error {
+	if prefix, ok := strings.CutSuffix(p, "*"); ok {
+		if prefix == "" {
+			return nil
+		}
+		return Check("room prefix", prefix)
+	}
+	return Check("room", p)
+}
+
+// RoomAllowed reports whether patterns (a rooms claim) let their holder join room.
+func RoomAllowed(patterns []string, room string) bool {
+	for _, p := range patterns {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(room, prefix) || p == room {
+			return true
+		}
 	}
 	return false
 }

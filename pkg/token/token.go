@@ -92,7 +92,8 @@ func KeyID(pub ed25519.PublicKey) string {
 type Claims struct {
 	UID       string
 	Device    string
-	ID        string // jti, unique per token
+	Rooms     []string // the rooms the holder may join: names, or prefixes ending in "*"
+	ID        string   // jti, unique per token
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 }
@@ -132,13 +133,15 @@ func (s *Signer) KeyID() string { return s.kid }
 // write ["herald"] unless a package-wide setting of the jwt library changed.
 type signedClaims struct {
 	jwt.RegisteredClaims
-	Audience string `json:"aud"` // shadows RegisteredClaims.Audience in JSON
-	Device   string `json:"dev"`
+	Audience string   `json:"aud"` // shadows RegisteredClaims.Audience in JSON
+	Device   string   `json:"dev"`
+	Rooms    []string `json:"rooms,omitempty"`
 }
 
 // Sign mints a token for one device of one user and returns it with the
-// expiry written into it.
-func (s *Signer) Sign(uid, device string) (token string, expiresAt time.Time, err error) {
+// expiry written into it. rooms, when given, are the rooms the holder may
+// join (names, or prefixes ending in "*").
+func (s *Signer) Sign(uid, device string, rooms ...string) (token string, expiresAt time.Time, err error) {
 	if s.err != nil {
 		return "", time.Time{}, fmt.Errorf("sign token: %w", s.err)
 	}
@@ -147,6 +150,11 @@ func (s *Signer) Sign(uid, device string) (token string, expiresAt time.Time, er
 	}
 	if err := ident.Check("device", device); err != nil {
 		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+	}
+	for _, r := range rooms {
+		if err := ident.CheckRoomPattern(r); err != nil {
+			return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+		}
 	}
 	now := time.Now
 	if s.Now != nil {
@@ -166,6 +174,7 @@ func (s *Signer) Sign(uid, device string) (token string, expiresAt time.Time, er
 		},
 		Audience: Audience,
 		Device:   device,
+		Rooms:    rooms,
 	})
 	tok.Header["kid"] = s.kid
 	signed, err := tok.SignedString(s.priv)
@@ -179,7 +188,8 @@ func (s *Signer) Sign(uid, device string) (token string, expiresAt time.Time, er
 // both a string and an array, as RFC 7519 allows.
 type verifiedClaims struct {
 	jwt.RegisteredClaims
-	Device string `json:"dev"`
+	Device string   `json:"dev"`
+	Rooms  []string `json:"rooms"`
 }
 
 // wellFormed checks what a push-server needs from the claims apart from
@@ -193,6 +203,11 @@ func (c *verifiedClaims) wellFormed() error {
 	// out of the Redis route values push-servers build from these claims.
 	if err := ident.Check("sub", c.Subject); err != nil {
 		return err
+	}
+	for _, r := range c.Rooms {
+		if err := ident.CheckRoomPattern(r); err != nil {
+			return fmt.Errorf("rooms: %w", err)
+		}
 	}
 	return ident.Check("dev", c.Device)
 }
@@ -262,7 +277,7 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrExpired, err)
 	}
-	out := Claims{UID: c.Subject, Device: c.Device, ID: c.ID}
+	out := Claims{UID: c.Subject, Device: c.Device, Rooms: c.Rooms, ID: c.ID}
 	if c.IssuedAt != nil {
 		out.IssuedAt = c.IssuedAt.Time
 	}

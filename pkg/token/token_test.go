@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -236,7 +237,7 @@ func TestVerify(t *testing.T) {
 				t.Fatalf("Verify error = %v, want %v", err, tt.want)
 			case tt.want == ErrInvalid && errors.Is(err, ErrExpired), tt.want == ErrExpired && errors.Is(err, ErrInvalid):
 				t.Fatalf("Verify error %v matches both ErrExpired and ErrInvalid", err)
-			case c != (Claims{}):
+			case !reflect.DeepEqual(c, Claims{}):
 				t.Errorf("rejected token still returned claims %+v", c)
 			}
 		})
@@ -332,5 +333,28 @@ func TestReason(t *testing.T) {
 		if got := Reason(err); got != c.want {
 			t.Errorf("%s: Reason %q (err %v), want %q", name, got, err, c.want)
 		}
+	}
+}
+
+func TestRoomsClaim(t *testing.T) {
+	pub, priv, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, v := NewSigner(priv, time.Hour), NewVerifier(pub)
+	tok, _, err := s.Sign("ann", "web", "lobby", "match:*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(tok)
+	if err != nil || !reflect.DeepEqual(c.Rooms, []string{"lobby", "match:*"}) {
+		t.Fatalf("rooms %v, %v", c.Rooms, err)
+	}
+	plain, _, _ := s.Sign("ann", "web")
+	if c, err := v.Verify(plain); err != nil || c.Rooms != nil {
+		t.Fatalf("no rooms claim: %v, %v", c.Rooms, err)
+	}
+	if _, _, err := s.Sign("ann", "web", "bad|room"); err == nil {
+		t.Fatal("a room name with | was signed")
 	}
 }

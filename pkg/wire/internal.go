@@ -17,6 +17,9 @@ const (
 	PathStats        = "/internal/v1/stats"
 	PathDrain        = "/internal/v1/drain"
 	PathUndrain      = "/internal/v1/undrain"
+	PathRoomPush     = "/internal/v1/room-push"
+	PathRoomJoin     = "/internal/v1/room-join"
+	PathRoomLeave    = "/internal/v1/room-leave"
 )
 
 // MaxInternalBody is the largest internal request body a push-server accepts. push-route keeps its
@@ -97,4 +100,28 @@ type Stats struct {
 	RSSBytes    uint64 `json:"rss_bytes"`
 	HeapBytes   uint64 `json:"heap_bytes"`
 	Goroutines  int    `json:"goroutines"`
+	Rooms       int    `json:"rooms"`        // rooms with members here
+	RoomMembers int    `json:"room_members"` // memberships of connections here, summed over rooms
+}
+
+// RoomPushRequest hands a room message to a node, for the room's members there.
+type RoomPushRequest struct {
+	Room    string  `json:"room"`
+	Message Message `json:"message"`
+}
+
+// RoomPushResponse says how many members of the room the node holds.
+type RoomPushResponse struct {
+	Members int `json:"members"`
+}
+
+// RoomMembersRequest puts every local connection of the uids into the room, or takes them out.
+type RoomMembersRequest struct {
+	Room string   `json:"room"`
+	UIDs []string `json:"uids"`
+}
+
+// RoomMembersResponse counts the connections that joined or left.
+type RoomMembersResponse struct {
+	Connections int `json:"connections"`
 }

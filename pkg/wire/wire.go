@@ -14,14 +14,19 @@ const (
 	TypeUpAck     = "up_ack"
 	TypeError     = "error"
 	TypeReconnect = "reconnect"
+	TypeJoined    = "joined"
+	TypeLeft      = "left"
+	TypeRoom      = "room"
 	// Both ways, on the HTTP transports only (SSE, long-poll), which have no close frame of their own:
 	// the server's {"type":"close","code","reason"} ends a session; the client's {"type":"close"} on
 	// POST /send leaves it.
 	TypeClose = "close"
 	// Client → server.
-	TypePing = "ping"
-	TypeAck  = "ack"
-	TypeUp   = "up"
+	TypePing  = "ping"
+	TypeAck   = "ack"
+	TypeUp    = "up"
+	TypeJoin  = "join"
+	TypeLeave = "leave"
 )
 
 // Error codes carried by error frames.
@@ -34,6 +39,9 @@ const (
 	CodeReplaced    = "replaced"          // the user opened more connections than allowed; this, the oldest, closes
 	CodeTooLarge    = "payload_too_large" // data over the configured limit
 	CodeUnavailable = "unavailable"       // a dependency failed; retry the same frame later
+	CodeForbidden   = "forbidden"         // join: the token's rooms claim does not allow this room
+	CodeInvalidRoom = "invalid_room"      // join, leave: not a room name
+	CodeTooMany     = "too_many_rooms"    // join: the connection is in -max-rooms-per-conn rooms already
 )
 
 // WebSocket close codes the push-server uses (RFC 6455 and the IANA registry).
@@ -93,10 +101,28 @@ type Reconnect struct {
 
 // Inbound is any client → server frame; which fields matter depends on Type.
 type Inbound struct {
-	Type string          `json:"type"`
-	ID   string          `json:"id,omitempty"`   // ack
-	Ref  string          `json:"ref,omitempty"`  // up
-	Data json.RawMessage `json:"data,omitempty"` // up
+	Type  string          `json:"type"`
+	ID    string          `json:"id,omitempty"`    // ack
+	Ref   string          `json:"ref,omitempty"`   // up, join, leave
+	Data  json.RawMessage `json:"data,omitempty"`  // up
+	Room  string          `json:"room,omitempty"`  // join, leave
+	Since string          `json:"since,omitempty"` // join: the last room message id seen, to recover from
+}
+
+// RoomAnswer answers a join (Type joined) or a leave (Type left). Recovered is set on a join that
+// asked to recover: whether everything since was replayed before it.
+type RoomAnswer struct {
+	Type      string `json:"type"`
+	Room      string `json:"room"`
+	Ref       string `json:"ref,omitempty"`
+	Recovered *bool  `json:"recovered,omitempty"`
+}
+
+// RoomFrame carries a room's messages of one merge window, in publish order.
+type RoomFrame struct {
+	Type  string    `json:"type"`
+	Room  string    `json:"room"`
+	Items []Message `json:"items"`
 }
 
 // Message is one push as push-route hands it to push-servers. TS is unix milliseconds.

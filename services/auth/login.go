@@ -26,7 +26,12 @@ type tokenRequest struct {
 	UID        string `json:"uid"`
 	Device     string `json:"device"`
 	FailedNode string `json:"failed_node"`
+	// Rooms the device may join: names, or prefixes ending in "*" (the token's rooms claim).
+	Rooms []string `json:"rooms"`
 }
+
+// maxRoomPatterns bounds a token's rooms claim, which travels in every connect.
+const maxRoomPatterns = 64
 
 // tokenResponse is the answer of both /v1/login and /v1/tokens.
 type tokenResponse struct {
@@ -143,7 +148,11 @@ func handleTokens(logger *slog.Logger, maxBody int64, d serverDeps) http.Handler
 			httpapi.WriteError(w, err)
 			return
 		}
-		resp, err := issue(r.Context(), d, req.UID, req.Device, req.FailedNode)
+		if err := checkRooms(req.Rooms); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		resp, err := issue(r.Context(), d, req.UID, req.Device, req.FailedNode, req.Rooms...)
 		if err != nil {
 			httpapi.WriteError(w, err)
 			return
@@ -154,12 +163,12 @@ func handleTokens(logger *slog.Logger, maxBody int64, d serverDeps) http.Handler
 }
 
 // issue picks the uid's push-server and signs its token.
-func issue(ctx context.Context, d serverDeps, uid, device, failedNode string) (tokenResponse, error) {
+func issue(ctx context.Context, d serverDeps, uid, device, failedNode string, rooms ...string) (tokenResponse, error) {
 	node, err := d.nodes.pick(ctx, uid, failedNode)
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	tok, exp, err := d.signer.Sign(uid, device)
+	tok, exp, err := d.signer.Sign(uid, device, rooms...)
 	if err != nil {
 		return tokenResponse{}, err
 	}
@@ -173,6 +182,19 @@ func checkFailedNode(id string) error {
 	}
 	if err := ident.Check("failed_node", id); err != nil {
 		return httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err)
+	}
+	return nil
+}
+
+// checkRooms checks the rooms a token request asks to allow.
+func checkRooms(rooms []string) error {
+	if len(rooms) > maxRoomPatterns {
+		return httpapi.Errorf(httpapi.CodeInvalidRequest, "rooms: at most %d entries", maxRoomPatterns)
+	}
+	for _, r := range rooms {
+		if err := ident.CheckRoomPattern(r); err != nil {
+			return httpapi.Errorf(httpapi.CodeInvalidRequest, "rooms: %v", err)
+		}
 	}
 	return nil
 }

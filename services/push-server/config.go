@@ -43,6 +43,9 @@ type Config struct {
 	MaxQueue         int
 	MaxSendBody      int
 	PollTimeout      time.Duration
+	RoomPolicy       string
+	MaxRoomsPerConn  int
+	RoomWindow       time.Duration
 	MsgRate          float64
 	MsgBurst         int
 	RateStrikes      int
@@ -91,6 +94,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.MaxQueue, "max-queue", 256<<10, "bytes queued for a slow client before it is closed (1013)")
 	fs.IntVar(&c.MaxSendBody, "max-send-body", 256<<10, "largest POST /send body in bytes (413 above): one frame or an array of frames of an SSE or long-poll session; at least -max-frame")
 	fs.DurationVar(&c.PollTimeout, "poll-timeout", 25*time.Second, "how long GET /poll waits for a frame before answering []")
+	fs.StringVar(&c.RoomPolicy, "room-policy", "token", "who may join a room: token (the rooms its token's claim names) or open (anyone, any room)")
+	fs.IntVar(&c.MaxRoomsPerConn, "max-rooms-per-conn", 64, "rooms one connection may be in (error frame too_many_rooms above)")
+	fs.DurationVar(&c.RoomWindow, "room-window", 0, "merge window of room messages: a room's messages within it go out as one frame (0: each at once)")
 	fs.Float64Var(&c.MsgRate, "msg-rate", 20, "inbound messages per second per connection (error frame rate_limited above)")
 	fs.IntVar(&c.MsgBurst, "msg-burst", 40, "inbound message burst per connection")
 	fs.IntVar(&c.RateStrikes, "rate-strikes", 50, "refused messages in a row before the connection is closed (1008)")
@@ -130,6 +136,10 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("-heartbeat must be at least 1 second")
 	case c.MaxSendBody < c.MaxFrame:
 		return Config{}, fmt.Errorf("-max-send-body (%d) must be at least -max-frame (%d): a /send body carries frames", c.MaxSendBody, c.MaxFrame)
+	case c.RoomPolicy != "token" && c.RoomPolicy != "open":
+		return Config{}, fmt.Errorf("-room-policy %q: token or open", c.RoomPolicy)
+	case c.MaxRoomsPerConn < 1 || c.RoomWindow < 0:
+		return Config{}, fmt.Errorf("-max-rooms-per-conn must be at least 1 and -room-window not negative")
 	case c.PollTimeout < time.Second:
 		return Config{}, fmt.Errorf("-poll-timeout must be at least 1s")
 	case c.MaxFrame < c.MaxUpData+upEnvelope:

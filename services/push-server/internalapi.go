@@ -34,6 +34,9 @@ func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check
 	mux.Handle("GET "+wire.PathStats, guard("stats", handleStats(s)))
 	mux.Handle("POST "+wire.PathDrain, guard("drain", handleDrain(s)))
 	mux.Handle("POST "+wire.PathUndrain, guard("undrain", handleUndrain(s)))
+	mux.Handle("POST "+wire.PathRoomPush, guard("room_push", handleRoomPush(s)))
+	mux.Handle("POST "+wire.PathRoomJoin, guard("room_join", handleRoomMembers(s, true)))
+	mux.Handle("POST "+wire.PathRoomLeave, guard("room_leave", handleRoomMembers(s, false)))
 	return mux
 }
 
@@ -184,6 +187,7 @@ func handleStats(s *server) http.Handler {
 
 func (s *server) stats() wire.Stats {
 	conns, users := s.hub.Count()
+	_, rooms, members := s.rooms.Largest(0)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return wire.Stats{
@@ -194,7 +198,46 @@ func (s *server) stats() wire.Stats {
 		RSSBytes:    residentBytes(),
 		HeapBytes:   ms.HeapAlloc,
 		Goroutines:  runtime.NumGoroutine(),
+		Rooms:       rooms,
+		RoomMembers: members,
 	}
+}
+
+// handleRoomPush hands a room message to the room's members here.
+func handleRoomPush(s *server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req wire.RoomPushRequest
+		if err := httpapi.DecodeJSON(w, r, wire.MaxInternalBody, &req); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		if err := ident.Check("room", req.Room); err != nil {
+			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err))
+			return
+		}
+		m := req.Message
+		if m.ID == "" || len(m.Data) == 0 || !json.Valid(m.Data) {
+			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeInvalidRequest, "message needs an id and JSON data"))
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, wire.RoomPushResponse{Members: s.fanout.Publish(req.Room, m)})
+	})
+}
+
+// handleRoomMembers joins every local connection of the uids to the room, or takes them out.
+func handleRoomMembers(s *server, join bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req wire.RoomMembersRequest
+		if err := httpapi.DecodeJSON(w, r, wire.MaxInternalBody, &req); err != nil {
+			httpapi.WriteError(w, err)
+			return
+		}
+		if err := ident.Check("room", req.Room); err != nil {
+			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err))
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, wire.RoomMembersResponse{Connections: s.joinUsers(req.Room, req.UIDs, join)})
+	})
 }
 
 // residentBytes reads the process's resident set size from /proc (0 where there is none).

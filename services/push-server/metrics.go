@@ -19,6 +19,9 @@ type metrics struct {
 	routeErrors *prometheus.CounterVec
 	upstream    *prometheus.CounterVec
 	upPaused    prometheus.Counter
+	roomJoins   *prometheus.CounterVec
+	roomFrames  prometheus.Counter
+	roomWrites  prometheus.Counter
 
 	// Ack and offline (acks.go, replay.go).
 	acksForwarded    prometheus.Counter
@@ -53,6 +56,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_upstream_messages_total", Help: "Upstream messages by outcome: acked (Kafka stored it) or failed (the device got a retryable error).",
 		}, []string{"outcome"}),
+		roomJoins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_room_joins_total", Help: "Room joins and leaves by outcome: joined, left, forbidden, invalid_room, too_many_rooms.",
+		}, []string{"outcome"}),
+		roomFrames: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_room_frames_total", Help: "Room frames encoded (one per room per merge window)."}),
+		roomWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_room_writes_total", Help: "Room frames written to members."}),
 		upPaused: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_upstream_paused_total", Help: "Times a connection's reads paused because -max-up-inflight messages waited for Kafka."}),
 		routeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_route_errors_total", Help: "Redis route failures by kind.",
@@ -75,6 +83,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Replays not done, by reason: push_route (pending list not fetched), stalled (client stopped reading), invalid_message (one message skipped).",
 		}, []string{"reason"}),
 	}
+	reg.MustRegister(m.roomJoins, m.roomFrames, m.roomWrites)
 	reg.MustRegister(m.upgrades, m.opened, m.refused, m.closed, m.framesIn, m.rateLimited, m.idleClosed, m.acks, m.pushed, m.routeErrors,
 		m.upstream, m.upPaused, m.acksForwarded, m.ackBatchesFailed, m.acksDropped, m.replays, m.replaysSkipped, m.replayed, m.replayFailures)
 	return m

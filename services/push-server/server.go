@@ -16,6 +16,7 @@ import (
 	"github.com/heraldpush/herald/pkg/token"
 	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-server/internal/hub"
+	"github.com/heraldpush/herald/services/push-server/internal/rooms"
 	"github.com/heraldpush/herald/services/push-server/internal/upstream"
 	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 )
@@ -26,6 +27,8 @@ type server struct {
 	logger   *slog.Logger
 	verifier *token.Verifier
 	hub      *hub.Hub
+	rooms    *rooms.Table
+	fanout   *rooms.Fanout
 	engine   *wsconn.Engine
 	routes   *routeKeeper
 	metrics  *metrics
@@ -43,6 +46,9 @@ type server struct {
 
 	// sessions are the SSE and long-poll connections, found by /send and /poll.
 	sessions sessionTable
+	// roomClaims holds the rooms claim of each connection whose token has one (*wsconn.Conn →
+	// []string); a connection without it pays nothing for rooms.
+	roomClaims sync.Map
 
 	// ready are the readiness checks, answered on both listeners; run sets them before serving.
 	ready []health.Check
@@ -71,9 +77,14 @@ func newServer(cfg Config, logger *slog.Logger, deps serverDeps) (*server, error
 		logger:   logger,
 		verifier: deps.verifier,
 		hub:      hub.New(cfg.MaxConnsPerUser),
+		rooms:    rooms.New(cfg.MaxRoomsPerConn),
 		metrics:  m,
 		producer: deps.producer,
 	}
+	s.fanout = rooms.NewFanout(s.rooms, cfg.RoomWindow, func(frames, writes int) {
+		m.roomFrames.Add(float64(frames))
+		m.roomWrites.Add(float64(writes))
+	})
 	s.seq.Store(uint64(time.Now().UnixNano()))
 	s.pong, _ = json.Marshal(map[string]string{"type": wire.TypePong})
 	s.routes = newRouteKeeper(deps.routes, cfg.NodeID, logger, m, s.localRoutes, s.replayRoutes)
@@ -101,6 +112,7 @@ func (s *server) run(ctx context.Context) {
 	wg.Go(func() { s.sweepIdle(ctx.Done()) })
 	wg.Go(func() { s.acks.run(ctx) })
 	wg.Go(func() { s.replays.run(ctx) })
+	wg.Go(func() { s.fanout.Run(ctx) })
 	wg.Wait()
 }
 

@@ -43,6 +43,10 @@ func (s *server) OnMessage(c *wsconn.Conn, payload []byte) {
 		s.acks.add(wire.Ack{UID: c.UID, ID: in.ID})
 	case wire.TypeUp:
 		s.handleUp(c, in)
+	case wire.TypeJoin:
+		s.handleJoin(c, in)
+	case wire.TypeLeave:
+		s.handleLeave(c, in)
 	case "":
 		s.sendError(c, "", wire.CodeMalformed, "a frame must be a JSON object with a string \"type\"")
 	default:
@@ -66,6 +70,8 @@ func (s *server) OnClose(c *wsconn.Conn, code int, reason string) {
 		id := s.connID(c)
 		time.AfterFunc(time.Duration(s.cfg.HeartbeatS)*time.Second, func() { s.sessions.remove(id) })
 	}
+	s.rooms.LeaveAll(c)
+	s.roomClaims.Delete(c)
 	removed, _ := s.hub.Remove(c)
 	if !removed {
 		return // evicted or never fully admitted: whoever removed it cleaned up

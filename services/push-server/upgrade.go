@@ -277,6 +277,9 @@ func (s *server) open(c *wsconn.Conn, hs handshakeState) error {
 	c.ID = s.seq.Add(1)
 	c.UID, c.Device, c.Binary = hs.claims.UID, hs.claims.Device, hs.binary
 	c.ConnectedAt = time.Now().UnixMilli()
+	if len(hs.claims.Rooms) > 0 {
+		s.roomClaims.Store(c, hs.claims.Rooms)
+	}
 	var session string
 	if c.Transport != wsconn.WebSocket {
 		session = s.sessions.add(s.connID(c), c)

@@ -48,6 +48,26 @@ func (n *NodeClient) Broadcast(ctx context.Context, nodeURL, traceID string, m w
 	return resp.Delivered, err
 }
 
+// RoomPush hands a room message to the node for the room's members there, and returns how many
+// members the node holds.
+func (n *NodeClient) RoomPush(ctx context.Context, nodeURL, traceID, room string, m wire.Message) (int, error) {
+	var resp wire.NodeRoomPushResponse
+	err := n.c.call(ctx, http.MethodPost, joinURL(nodeURL, wire.PathRoomPush), traceID, wire.NodeRoomPushRequest{Room: room, Message: m}, &resp, maxNodeAnswer)
+	return resp.Members, err
+}
+
+// RoomMembers puts every connection of uids on the node into the room (join) or takes them out, and
+// returns how many connections it changed.
+func (n *NodeClient) RoomMembers(ctx context.Context, nodeURL, room string, uids []string, join bool) (int, error) {
+	path := wire.PathRoomLeave
+	if join {
+		path = wire.PathRoomJoin
+	}
+	var resp wire.RoomMembersResponse
+	err := n.c.call(ctx, http.MethodPost, joinURL(nodeURL, path), "", wire.RoomMembersRequest{Room: room, UIDs: uids}, &resp, maxNodeAnswer)
+	return resp.Connections, err
+}
+
 // Kick closes every connection of uid on the node and returns how many it closed.
 func (n *NodeClient) Kick(ctx context.Context, nodeURL, uid, reason string) (int, error) {
 	var resp wire.KickResponse

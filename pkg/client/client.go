@@ -30,16 +30,18 @@ type Client struct {
 	log       *slog.Logger
 	pushes    chan wire.Push
 	errs      chan wire.Error
+	rooms     chan wire.RoomFrame
 	connected chan wire.Welcome
 	ups       *upTable // pending sends, shared by all connections
 	running   atomic.Bool
 	stopOnce  sync.Once
 	stopped   chan struct{} // closed when Run returns
 
-	// mu guards conn and changed.
+	// mu guards conn, changed and joined.
 	mu      sync.Mutex
 	conn    *Conn         // the current connection; nil between connections
 	changed chan struct{} // closed and replaced whenever conn changes, so sends can wait for one
+	joined  []string      // the rooms Join asked for, joined again on every new connection
 }
 
 // New returns a client for cfg; nothing happens until Run.
@@ -49,6 +51,7 @@ func New(cfg Config) *Client {
 		log:       cfg.logger().With("uid", cfg.UID, "device", cfg.Device),
 		pushes:    make(chan wire.Push, cfg.pushBuffer()),
 		errs:      make(chan wire.Error, errBuffer),
+		rooms:     make(chan wire.RoomFrame, cfg.pushBuffer()),
 		connected: make(chan wire.Welcome, connectedBuffer),
 		ups:       newUpTable(),
 		stopped:   make(chan struct{}),
@@ -137,6 +140,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer func() {
 		close(c.pushes)
 		close(c.errs)
+		close(c.rooms)
 		close(c.connected)
 		c.stop()
 	}()
@@ -174,7 +178,7 @@ func (c *Client) Run(ctx context.Context) error {
 			sess, haveSess, failedNode = s, true, ""
 		}
 
-		conn, err := dial(ctx, c.cfg, sess, sinks{pushes: c.pushes, errs: c.errs, ups: c.ups})
+		conn, err := dial(ctx, c.cfg, sess, sinks{pushes: c.pushes, errs: c.errs, rooms: c.rooms, ups: c.ups})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -205,6 +209,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.setCurrent(conn)
 		began := time.Now()
 		conn.start()
+		go c.rejoin(ctx, conn)
 		select {
 		case <-conn.Done():
 		case <-ctx.Done():

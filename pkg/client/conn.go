@@ -99,7 +99,8 @@ type Conn struct {
 
 	pushes   chan wire.Push
 	errs     chan wire.Error
-	ups      *upTable // where up_ack and error frames with a ref go to their sends
+	rooms    chan wire.RoomFrame
+	ups      *upTable // where up_ack, joined, left and error frames with a ref go to their callers
 	ownSinks bool     // Dial's connections close their channels at the end; a Client's outlive them
 
 	maxUp atomic.Int64 // the size of the largest up frame written; see refusedAsTooBig
@@ -127,6 +128,7 @@ type Conn struct {
 type sinks struct {
 	pushes chan wire.Push
 	errs   chan wire.Error
+	rooms  chan wire.RoomFrame
 	ups    *upTable
 	own    bool
 }
@@ -150,6 +152,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	c, err := dial(ctx, cfg, sess, sinks{
 		pushes: make(chan wire.Push, cfg.pushBuffer()),
 		errs:   make(chan wire.Error, errBuffer),
+		rooms:  make(chan wire.RoomFrame, cfg.pushBuffer()),
 		ups:    newUpTable(),
 		own:    true,
 	})
@@ -206,6 +209,7 @@ func dial(ctx context.Context, cfg Config, sess Session, sk sinks) (*Conn, error
 		autoAck:      cfg.AutoAck,
 		pushes:       sk.pushes,
 		errs:         sk.errs,
+		rooms:        sk.rooms,
 		ups:          sk.ups,
 		ownSinks:     sk.own,
 		closing:      make(chan struct{}),
@@ -387,6 +391,7 @@ func (c *Conn) finish() {
 	if c.ownSinks {
 		close(c.pushes)
 		close(c.errs)
+		close(c.rooms)
 	}
 	c.log.Debug("connection ended", "err", c.Err())
 	close(c.done)
@@ -488,6 +493,26 @@ func (c *Conn) dispatch(p []byte) {
 		_ = json.Unmarshal(p, &r)
 		c.log.Info("server asks to reconnect", "reason", r.Reason)
 		c.reconnect.Store(&r)
+	case wire.TypeRoom:
+		var f wire.RoomFrame
+		if err := json.Unmarshal(p, &f); err != nil {
+			c.log.Warn("undecodable room frame", "err", err)
+			return
+		}
+		select {
+		case c.rooms <- f:
+		case <-c.closing:
+		}
+	case wire.TypeJoined, wire.TypeLeft:
+		var a wire.RoomAnswer
+		if err := json.Unmarshal(p, &a); err != nil {
+			c.log.Warn("undecodable room answer", "err", err)
+			return
+		}
+		if a.Ref == "" || !c.ups.ack(wire.UpAck{Ref: a.Ref, ID: a.Room}) {
+			// Joined or left by the server (push-route's room API), not by this client.
+			c.log.Debug("room membership changed by the server", "type", a.Type, "room", a.Room)
+		}
 	case wire.TypePong:
 		// Liveness only: any frame resets the read deadline.
 	default:

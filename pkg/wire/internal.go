@@ -104,14 +104,14 @@ type Stats struct {
 	RoomMembers int    `json:"room_members"` // memberships of connections here, summed over rooms
 }
 
-// RoomPushRequest hands a room message to a node, for the room's members there.
-type RoomPushRequest struct {
+// NodeRoomPushRequest hands a room message to a node, for the room's members there.
+type NodeRoomPushRequest struct {
 	Room    string  `json:"room"`
 	Message Message `json:"message"`
 }
 
-// RoomPushResponse says how many members of the room the node holds.
-type RoomPushResponse struct {
+// NodeRoomPushResponse says how many members of the room the node holds.
+type NodeRoomPushResponse struct {
 	Members int `json:"members"`
 }
 

@@ -15,6 +15,46 @@ const (
 	PathPushBroadcast = "/v1/broadcast"
 )
 
+// PathRoom is the path of a room's API (GET: its members; /push, /join, /leave below it).
+func PathRoom(room string) string { return "/v1/rooms/" + url.PathEscape(room) }
+
+// RoomPushRequest publishes Data to everyone in a room. ID is the caller's optional message id.
+type RoomPushRequest struct {
+	Data json.RawMessage `json:"data"`
+	ID   string          `json:"id,omitempty"`
+}
+
+// RoomPushResponse says which id the message got, how many nodes had members and how many members
+// there were.
+type RoomPushResponse struct {
+	ID      string `json:"id"`
+	Nodes   int    `json:"nodes"`
+	Members int    `json:"members"`
+}
+
+// RoomInfo is a room's members, per node and in all.
+type RoomInfo struct {
+	Room    string     `json:"room"`
+	Members int        `json:"members"`
+	Nodes   []RoomNode `json:"nodes"`
+}
+
+// RoomNode is one node's share of a room.
+type RoomNode struct {
+	Node    string `json:"node"`
+	Members int    `json:"members"`
+}
+
+// RoomUsersRequest joins (or removes) every current connection of UIDs to (or from) a room.
+type RoomUsersRequest struct {
+	UIDs []string `json:"uids"`
+}
+
+// RoomUsersResponse counts the connections that joined or left.
+type RoomUsersResponse struct {
+	Connections int `json:"connections"`
+}
+
 // PathConnections is the path of uid's connections.
 func PathConnections(uid string) string { return "/v1/users/" + url.PathEscape(uid) + "/connections" }
 

@@ -298,3 +298,5 @@ func mustFreeAddr() string {
 	}
 	return addr
 }
+
+func (r reply) decode(v any) error { return json.Unmarshal(r.body, v) }

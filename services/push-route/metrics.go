@@ -9,6 +9,7 @@ type metrics struct {
 	http         *httpapi.Metrics
 	pushes       prometheus.Counter
 	broadcasts   prometheus.Counter
+	roomPushes   prometheus.Counter
 	deliveries   prometheus.Counter
 	acks         prometheus.Counter
 	nodeErrors   *prometheus.CounterVec
@@ -30,6 +31,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		http:             httpapi.NewMetrics(reg),
 		pushes:           prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_requests_total", Help: "Accepted push calls."}),
 		broadcasts:       prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_broadcasts_total", Help: "Accepted broadcast calls."}),
+		roomPushes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_room_pushes_total", Help: "Accepted room push calls."}),
 		deliveries:       prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_deliveries_total", Help: "Connections written by pushes and broadcasts."}),
 		acks:             prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_push_acks_total", Help: "Acks received from push-servers."}),
 		nodeErrors:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_push_node_errors_total", Help: "Failed calls to push-servers by node."}, []string{"node"}),
@@ -46,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Stored messages that missed a connected user, by outcome per user: delivered (a later try reached a device), given_up (no device within -redeliver-window, or the ttl ended: the next connect replays it), dropped (the queue was full).",
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.marksDropped, m.redeliveries, m.pushes, m.broadcasts, m.deliveries, m.acks, m.nodeErrors, m.staleRemoved, m.staleDropped, m.swept, m.liveNodes, m.deliverBatch, m.lookupBatch, m.lookupFailedUIDs)
+	reg.MustRegister(m.marksDropped, m.redeliveries, m.pushes, m.broadcasts, m.roomPushes, m.deliveries, m.acks, m.nodeErrors, m.staleRemoved, m.staleDropped, m.swept, m.liveNodes, m.deliverBatch, m.lookupBatch, m.lookupFailedUIDs)
 	return m
 }
 

@@ -31,9 +31,10 @@ type nodeDirectory struct {
 	sweeping map[string]bool
 }
 
-// sweeper removes every route of a node.
+// sweeper removes every route of a node, and its entries in the room registry.
 type sweeper interface {
 	SweepNode(ctx context.Context, node string) (int, error)
+	SweepNodeRooms(ctx context.Context, node string) (int, error)
 }
 
 var _ sweeper = (*routes.Store)(nil)
@@ -157,6 +158,10 @@ func (d *nodeDirectory) sweep(id string) {
 			return
 		}
 		d.metrics.swept.Add(float64(n))
-		d.logger.Info("swept dead push-server's routes", "node", id, "routes", n)
+		rooms, err := d.routes.SweepNodeRooms(ctx, id)
+		if err != nil {
+			d.logger.Error("sweep dead push-server's rooms", "node", id, "err", err)
+		}
+		d.logger.Info("swept dead push-server's routes", "node", id, "routes", n, "rooms", rooms)
 	}()
 }

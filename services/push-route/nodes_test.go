@@ -27,6 +27,9 @@ func (s *countingSweeper) SweepNode(_ context.Context, node string) (int, error)
 	return 1, nil
 }
 
+// SweepNodeRooms is swept with the routes; the routes are what this test counts.
+func (s *countingSweeper) SweepNodeRooms(context.Context, string) (int, error) { return 0, nil }
+
 func (s *countingSweeper) nodes() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -45,9 +45,20 @@ func (l limits) validate(req *wire.PushRequest) ([]string, error) {
 			return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err)
 		}
 	}
-	uids := make([]string, 0, len(req.UIDs))
-	seen := make(map[string]bool, len(req.UIDs))
-	for _, uid := range req.UIDs {
+	return l.checkUIDs(req.UIDs)
+}
+
+// checkUIDs checks a request's uids and returns them without repeats, in their order.
+func (l limits) checkUIDs(list []string) ([]string, error) {
+	switch {
+	case len(list) == 0:
+		return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "uids must list at least one uid")
+	case len(list) > l.maxUIDs:
+		return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "at most %d uids per call", l.maxUIDs)
+	}
+	uids := make([]string, 0, len(list))
+	seen := make(map[string]bool, len(list))
+	for _, uid := range list {
 		if err := ident.Check("uid", uid); err != nil {
 			return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err)
 		}

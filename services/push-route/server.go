@@ -19,6 +19,7 @@ import (
 // serverDeps are what the handlers need; run builds them from real servers.
 type serverDeps struct {
 	dispatcher *dispatcher
+	rooms      *rooms
 	routes     routeDirectory
 	nodes      nodeResolver
 	marks      pendingMarks
@@ -40,6 +41,10 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 	mux.Handle("POST "+wire.PathPush, api("push", handlePush(logger, l, d.dispatcher, d.inbox, d.marker, d.redeliver, d.metrics)))
 	mux.Handle("POST "+wire.PathPushBroadcast, api("broadcast", handleBroadcast(logger, l, d.dispatcher, d.metrics)))
 	mux.Handle("GET /v1/users/{uid}/connections", api("connections", handleConnections(logger, d.routes, d.nodes)))
+	mux.Handle("GET /v1/rooms/{room}", api("room", http.HandlerFunc(d.rooms.handleInfo)))
+	mux.Handle("POST /v1/rooms/{room}/push", api("room_push", d.rooms.handlePush(l)))
+	mux.Handle("POST /v1/rooms/{room}/join", api("room_join", d.rooms.handleUsers(l, true)))
+	mux.Handle("POST /v1/rooms/{room}/leave", api("room_leave", d.rooms.handleUsers(l, false)))
 	mux.Handle("GET /healthz", health.Healthz())
 	mux.Handle("GET /readyz", health.Readyz(2*time.Second, d.ready...))
 	mux.Handle("/", d.metrics.http.Wrap(logger, "unknown", httpapi.Unrouted(mux, "/")))

@@ -206,7 +206,7 @@ func (s *server) stats() wire.Stats {
 // handleRoomPush hands a room message to the room's members here.
 func handleRoomPush(s *server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req wire.RoomPushRequest
+		var req wire.NodeRoomPushRequest
 		if err := httpapi.DecodeJSON(w, r, wire.MaxInternalBody, &req); err != nil {
 			httpapi.WriteError(w, err)
 			return
@@ -220,7 +220,7 @@ func handleRoomPush(s *server) http.Handler {
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeInvalidRequest, "message needs an id and JSON data"))
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, wire.RoomPushResponse{Members: s.fanout.Publish(req.Room, m)})
+		httpapi.WriteJSON(w, http.StatusOK, wire.NodeRoomPushResponse{Members: s.fanout.Publish(req.Room, m)})
 	})
 }
 

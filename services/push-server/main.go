@@ -118,6 +118,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	} else if n > 0 {
 		logger.Info("swept routes of an earlier run", "routes", n)
 	}
+	if n, err := store.SweepNodeRooms(sweepCtx, cfg.NodeID); err != nil {
+		logger.Warn("could not sweep room entries of an earlier run", "err", err)
+	} else if n > 0 {
+		logger.Info("swept room entries of an earlier run", "rooms", n)
+	}
 	cancel()
 
 	zk, err := discovery.Dial(cfg.ZooKeeper, cfg.ZKSessionTimeout, logger)

@@ -26,8 +26,8 @@ func dialRooms(t testing.TB, n *node, uid string, rooms ...string) *wsClient {
 
 func roomPush(t testing.TB, n *node, room, id, data string) int {
 	t.Helper()
-	var resp wire.RoomPushResponse
-	req := wire.RoomPushRequest{Room: room, Message: wire.Message{ID: id, Data: json.RawMessage(data), TS: time.Now().UnixMilli()}}
+	var resp wire.NodeRoomPushResponse
+	req := wire.NodeRoomPushRequest{Room: room, Message: wire.Message{ID: id, Data: json.RawMessage(data), TS: time.Now().UnixMilli()}}
 	if status := internalCall(t, n, wire.PathRoomPush, req, &resp); status != 200 {
 		t.Fatalf("room push: HTTP %d", status)
 	}

@@ -35,6 +35,8 @@ type server struct {
 	acks     *ackForwarder // devices' acks, on their way to push-route
 	replays  *replayer     // pending messages for new connections
 	producer *upstream.Producer
+	// roomRegistry is where the node records how many members of each room it holds.
+	roomRegistry roomRegistry
 
 	// seq numbers connections; it starts at the start time in nanoseconds so conn ids stay unique
 	// across restarts of a node with the same id.
@@ -73,13 +75,14 @@ type serverDeps struct {
 func newServer(cfg Config, logger *slog.Logger, deps serverDeps) (*server, error) {
 	m := newMetrics(deps.registry)
 	s := &server{
-		cfg:      cfg,
-		logger:   logger,
-		verifier: deps.verifier,
-		hub:      hub.New(cfg.MaxConnsPerUser),
-		rooms:    rooms.New(cfg.MaxRoomsPerConn),
-		metrics:  m,
-		producer: deps.producer,
+		cfg:          cfg,
+		logger:       logger,
+		verifier:     deps.verifier,
+		hub:          hub.New(cfg.MaxConnsPerUser),
+		rooms:        rooms.New(cfg.MaxRoomsPerConn),
+		roomRegistry: deps.routes,
+		metrics:      m,
+		producer:     deps.producer,
 	}
 	s.fanout = rooms.NewFanout(s.rooms, cfg.RoomWindow, func(frames, writes int) {
 		m.roomFrames.Add(float64(frames))
@@ -113,6 +116,7 @@ func (s *server) run(ctx context.Context) {
 	wg.Go(func() { s.acks.run(ctx) })
 	wg.Go(func() { s.replays.run(ctx) })
 	wg.Go(func() { s.fanout.Run(ctx) })
+	wg.Go(func() { s.syncRooms(ctx) })
 	wg.Wait()
 }
 

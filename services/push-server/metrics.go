@@ -61,7 +61,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"outcome"}),
 		roomFrames: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_room_frames_total", Help: "Room frames encoded (one per room per merge window)."}),
 		roomWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_room_writes_total", Help: "Room frames written to members."}),
-		upPaused: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_upstream_paused_total", Help: "Times a connection's reads paused because -max-up-inflight messages waited for Kafka."}),
+		upPaused:   prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_upstream_paused_total", Help: "Times a connection's reads paused because -max-up-inflight messages waited for Kafka."}),
 		routeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_route_errors_total", Help: "Redis route failures by kind.",
 		}, []string{"kind"}),

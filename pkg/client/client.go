@@ -42,6 +42,8 @@ type Client struct {
 	conn    *Conn         // the current connection; nil between connections
 	changed chan struct{} // closed and replaced whenever conn changes, so sends can wait for one
 	joined  []string      // the rooms Join asked for, joined again on every new connection
+	// lastSeen is the last message id of each room, for joining again with since.
+	lastSeen map[string]string
 }
 
 // New returns a client for cfg; nothing happens until Run.
@@ -56,6 +58,7 @@ func New(cfg Config) *Client {
 		ups:       newUpTable(),
 		stopped:   make(chan struct{}),
 		changed:   make(chan struct{}),
+		lastSeen:  map[string]string{},
 	}
 }
 
@@ -178,7 +181,7 @@ func (c *Client) Run(ctx context.Context) error {
 			sess, haveSess, failedNode = s, true, ""
 		}
 
-		conn, err := dial(ctx, c.cfg, sess, sinks{pushes: c.pushes, errs: c.errs, rooms: c.rooms, ups: c.ups})
+		conn, err := dial(ctx, c.cfg, sess, sinks{pushes: c.pushes, errs: c.errs, rooms: c.rooms, ups: c.ups, roomSeen: c.seen})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -100,6 +100,7 @@ type Conn struct {
 	pushes   chan wire.Push
 	errs     chan wire.Error
 	rooms    chan wire.RoomFrame
+	roomSeen func(room, id string)
 	ups      *upTable // where up_ack, joined, left and error frames with a ref go to their callers
 	ownSinks bool     // Dial's connections close their channels at the end; a Client's outlive them
 
@@ -131,6 +132,8 @@ type sinks struct {
 	rooms  chan wire.RoomFrame
 	ups    *upTable
 	own    bool
+	// roomSeen, when set, is told the last message id of each room frame, before it is delivered.
+	roomSeen func(room, id string)
 }
 
 // Dial connects to a push-server and reads its welcome frame. It uses cfg.Token and cfg.WSURL when
@@ -210,6 +213,7 @@ func dial(ctx context.Context, cfg Config, sess Session, sk sinks) (*Conn, error
 		pushes:       sk.pushes,
 		errs:         sk.errs,
 		rooms:        sk.rooms,
+		roomSeen:     sk.roomSeen,
 		ups:          sk.ups,
 		ownSinks:     sk.own,
 		closing:      make(chan struct{}),
@@ -499,6 +503,9 @@ func (c *Conn) dispatch(p []byte) {
 			c.log.Warn("undecodable room frame", "err", err)
 			return
 		}
+		if c.roomSeen != nil && len(f.Items) > 0 {
+			c.roomSeen(f.Room, f.Items[len(f.Items)-1].ID)
+		}
 		select {
 		case c.rooms <- f:
 		case <-c.closing:
@@ -509,7 +516,11 @@ func (c *Conn) dispatch(p []byte) {
 			c.log.Warn("undecodable room answer", "err", err)
 			return
 		}
-		if a.Ref == "" || !c.ups.ack(wire.UpAck{Ref: a.Ref, ID: a.Room}) {
+		answer := "" // what the waiting Join learns: whether the server recovered what it missed
+		if a.Recovered != nil && *a.Recovered {
+			answer = recoveredAnswer
+		}
+		if a.Ref == "" || !c.ups.ack(wire.UpAck{Ref: a.Ref, ID: answer}) {
 			// Joined or left by the server (push-route's room API), not by this client.
 			c.log.Debug("room membership changed by the server", "type", a.Type, "room", a.Room)
 		}

@@ -2,10 +2,14 @@ package routes
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldpush/herald/pkg/wire"
 )
 
 // The room registry: for each room, how many members each node holds (herald:room:{<room>}, node id →
@@ -102,4 +106,46 @@ func (s *Store) SweepNodeRooms(ctx context.Context, node string) (int, error) {
 		return 0, fmt.Errorf("sweep node rooms: %w", err)
 	}
 	return len(rooms), nil
+}
+
+var (
+	roomHistoryAdd   = loadScript("room_history_add.lua")
+	roomHistorySince = loadScript("room_history_since.lua")
+)
+
+// roomHistoryKey names a room's history stream; it shares the room hash's slot.
+func roomHistoryKey(room string) string {
+	return keyPrefix + "room:{" + room + "}:history"
+}
+
+// AppendRoomHistory keeps m in room's history of the last keep messages, which lives ttl after its
+// last message.
+func (s *Store) AppendRoomHistory(ctx context.Context, room string, m wire.Message, keep int, ttl time.Duration) error {
+	if keep <= 0 || ttl <= 0 {
+		return fmt.Errorf("append room history: %w: keep %d, ttl %v", ErrInvalid, keep, ttl)
+	}
+	if err := s.run(ctx, roomHistoryAdd, []string{roomHistoryKey(room)}, m.ID, string(m.Data), m.TS, keep, ttl.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("append room history: %w", err)
+	}
+	return nil
+}
+
+// RoomHistorySince returns the messages of room's history after the one with id since, oldest first;
+// found is false when the history does not hold since (too old, or no history).
+func (s *Store) RoomHistorySince(ctx context.Context, room, since string) (msgs []wire.Message, found bool, err error) {
+	vals, err := s.run(ctx, roomHistorySince, []string{roomHistoryKey(room)}, since).Slice()
+	if err != nil {
+		return nil, false, fmt.Errorf("room history: %w", err)
+	}
+	if len(vals) == 0 || vals[0] != int64(1) {
+		return nil, false, nil
+	}
+	for i := 1; i+2 < len(vals); i += 3 {
+		id, _ := vals[i].(string)
+		data, _ := vals[i+1].(string)
+		tsText, _ := vals[i+2].(string)
+		ts, _ := strconv.ParseInt(tsText, 10, 64)
+		msgs = append(msgs, wire.Message{ID: id, Data: json.RawMessage(data), TS: ts})
+	}
+	return msgs, true, nil
 }

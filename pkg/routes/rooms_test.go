@@ -2,9 +2,14 @@ package routes
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/wire"
 )
 
 // TestRoomRegistry: nodes record their member counts, a room's entry names only nodes with members,
@@ -41,5 +46,31 @@ func TestRoomRegistry(t *testing.T) {
 	}
 	if rooms, _ := s.NodeRooms(ctx, "reg-ps-2"); len(rooms) != 0 {
 		t.Fatalf("swept node's index %v", rooms)
+	}
+}
+
+// TestRoomHistory: the history keeps the last N messages; what came after a message it still holds is
+// returned in order, and a message it no longer holds says so.
+func TestRoomHistory(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	for i := range 5 {
+		m := wire.Message{ID: fmt.Sprintf("h%d", i), Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), TS: int64(1000 + i)}
+		if err := s.AppendRoomHistory(ctx, "hist:room", m, 3, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, found, err := s.RoomHistorySince(ctx, "hist:room", "h2")
+	if err != nil || !found || len(msgs) != 2 || msgs[0].ID != "h3" || msgs[1].ID != "h4" || string(msgs[1].Data) != `{"n":4}` || msgs[1].TS != 1004 {
+		t.Fatalf("since h2: %+v %v %v", msgs, found, err)
+	}
+	if msgs, found, _ := s.RoomHistorySince(ctx, "hist:room", "h4"); !found || len(msgs) != 0 {
+		t.Fatalf("since the last: %+v %v", msgs, found)
+	}
+	if _, found, _ := s.RoomHistorySince(ctx, "hist:room", "h1"); found {
+		t.Fatal("h1 is beyond the history's 3 messages, but was found")
+	}
+	if _, found, err := s.RoomHistorySince(ctx, "hist:none", "x"); found || err != nil {
+		t.Fatalf("no history: %v %v", found, err)
 	}
 }

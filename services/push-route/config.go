@@ -26,6 +26,8 @@ type Config struct {
 	MaxUIDs          int
 	MaxTTL           time.Duration
 	NodeTimeout      time.Duration
+	RoomHistory      int
+	RoomHistoryTTL   time.Duration
 	NodeInFlight     int
 	NodeQueue        int
 	LookupQueue      int
@@ -57,6 +59,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.MaxData, "max-data", 64<<10, "largest push data in bytes, as JSON (413 above)")
 	fs.IntVar(&c.MaxUIDs, "max-uids", 1000, "uids per push call (400 above)")
 	fs.DurationVar(&c.MaxTTL, "max-ttl", 30*24*time.Hour, "longest ttl_s accepted")
+	fs.IntVar(&c.RoomHistory, "room-history", 0, "room messages kept per room for members that join again with since (0: no history, no recovery)")
+	fs.DurationVar(&c.RoomHistoryTTL, "room-history-ttl", 10*time.Minute, "how long a room's history outlives its last message")
 	fs.DurationVar(&c.NodeTimeout, "node-timeout", 2*time.Second, "time allowed for one push-server call; a slower node's users count as not delivered")
 	fs.IntVar(&c.NodeInFlight, "node-inflight", 1, "deliver calls in flight to one push-server; pushes arriving meanwhile go together in the next call")
 	fs.IntVar(&c.NodeQueue, "node-queue", 10000, "pushes waiting for one push-server; beyond it a push counts that node's users as not delivered")
@@ -80,6 +84,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.NodeInFlight < 1 || c.NodeQueue < 1 || c.LookupQueue < 1 || c.BatchMaxUIDs < 1 || c.LookupInFlight < 1 || c.BatchMaxBytes < 1 {
 		return Config{}, fmt.Errorf("-node-inflight, -node-queue, -lookup-queue, -batch-max-uids, -batch-max-bytes and -lookup-inflight must be at least 1")
+	}
+	if c.RoomHistory < 0 || c.RoomHistoryTTL <= 0 {
+		return Config{}, fmt.Errorf("-room-history must not be negative and -room-history-ttl must be positive")
 	}
 	if c.BatchMaxBytes > wire.MaxInternalBody {
 		return Config{}, fmt.Errorf("-batch-max-bytes %d is over the %d bytes push-servers accept", c.BatchMaxBytes, wire.MaxInternalBody)

@@ -132,7 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	deps := serverDeps{
 		dispatcher: disp,
-		rooms:      &rooms{registry: routeStore, dir: routeStore, nodes: nodes, api: nodeClient, timeout: cfg.NodeTimeout, logger: logger, metrics: m},
+		rooms:      &rooms{registry: routeStore, history: routeStore, keep: cfg.RoomHistory, keepFor: cfg.RoomHistoryTTL, dir: routeStore, nodes: nodes, api: nodeClient, timeout: cfg.NodeTimeout, logger: logger, metrics: m},
 		routes:     routeStore,
 		nodes:      nodes,
 		marks:      routeStore,

@@ -94,6 +94,7 @@ func setup() error {
 		"HERALD_ZK_SESSION_TIMEOUT": "2s",
 		"HERALD_INTERNAL_SECRET":    secret,
 		"HERALD_NODE_TIMEOUT":       "1s",
+		"HERALD_ROOM_HISTORY":       "50",
 		"HERALD_MAX_UIDS":           "50",
 		"HERALD_MAX_DATA":           "1024",
 		"HERALD_LOG_LEVEL":          "warn",

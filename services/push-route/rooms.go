@@ -27,6 +27,13 @@ type roomRegistry interface {
 
 var _ roomRegistry = (*routes.Store)(nil)
 
+// roomHistory keeps each room's last messages for members that join again with since.
+type roomHistory interface {
+	AppendRoomHistory(ctx context.Context, room string, m wire.Message, keep int, ttl time.Duration) error
+}
+
+var _ roomHistory = (*routes.Store)(nil)
+
 // roomNodeAPI is the push-servers' room calls.
 type roomNodeAPI interface {
 	RoomPush(ctx context.Context, nodeURL, traceID, room string, m wire.Message) (int, error)
@@ -36,6 +43,9 @@ type roomNodeAPI interface {
 // rooms serves the room API.
 type rooms struct {
 	registry roomRegistry
+	history  roomHistory
+	keep     int           // -room-history: 0 keeps none
+	keepFor  time.Duration // -room-history-ttl
 	dir      routeDirectory
 	nodes    nodeResolver
 	api      roomNodeAPI
@@ -110,6 +120,14 @@ func (rs *rooms) handlePush(l limits) http.HandlerFunc {
 		} else if err := ident.Check("id", msg.ID); err != nil {
 			httpapi.WriteError(w, httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err))
 			return
+		}
+		if rs.keep > 0 {
+			// Before any member can see it: a member joining again with since finds it either in
+			// the history or live, never in neither.
+			if err := rs.history.AppendRoomHistory(r.Context(), room, msg, rs.keep, rs.keepFor); err != nil {
+				rs.metrics.roomHistoryFailures.Inc()
+				rs.logger.Warn("room message not kept in the history: members joining again may miss it", "room", room, "id", msg.ID, "err", err)
+			}
 		}
 		_, urls, err := rs.members(r.Context(), room)
 		if err != nil {

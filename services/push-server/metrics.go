@@ -6,22 +6,23 @@ import (
 )
 
 type metrics struct {
-	http        *httpapi.Metrics
-	upgrades    *prometheus.CounterVec
-	opened      *prometheus.CounterVec
-	refused     *prometheus.CounterVec
-	closed      *prometheus.CounterVec
-	framesIn    prometheus.Counter
-	rateLimited prometheus.Counter
-	idleClosed  prometheus.Counter
-	acks        prometheus.Counter
-	pushed      prometheus.Counter
-	routeErrors *prometheus.CounterVec
-	upstream    *prometheus.CounterVec
-	upPaused    prometheus.Counter
-	roomJoins   *prometheus.CounterVec
-	roomFrames  prometheus.Counter
-	roomWrites  prometheus.Counter
+	http           *httpapi.Metrics
+	upgrades       *prometheus.CounterVec
+	opened         *prometheus.CounterVec
+	refused        *prometheus.CounterVec
+	closed         *prometheus.CounterVec
+	framesIn       prometheus.Counter
+	rateLimited    prometheus.Counter
+	idleClosed     prometheus.Counter
+	acks           prometheus.Counter
+	pushed         prometheus.Counter
+	routeErrors    *prometheus.CounterVec
+	upstream       *prometheus.CounterVec
+	upPaused       prometheus.Counter
+	roomJoins      *prometheus.CounterVec
+	roomFrames     prometheus.Counter
+	roomRecoveries *prometheus.CounterVec
+	roomWrites     prometheus.Counter
 
 	// Ack and offline (acks.go, replay.go).
 	acksForwarded    prometheus.Counter
@@ -59,6 +60,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		roomJoins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_room_joins_total", Help: "Room joins and leaves by outcome: joined, left, forbidden, invalid_room, too_many_rooms.",
 		}, []string{"outcome"}),
+		roomRecoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_room_recoveries_total", Help: "Joins with since, by whether the history reached back far enough (recovered true or false).",
+		}, []string{"recovered"}),
 		roomFrames: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_room_frames_total", Help: "Room frames encoded (one per room per merge window)."}),
 		roomWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_room_writes_total", Help: "Room frames written to members."}),
 		upPaused:   prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_upstream_paused_total", Help: "Times a connection's reads paused because -max-up-inflight messages waited for Kafka."}),
@@ -83,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Replays not done, by reason: push_route (pending list not fetched), stalled (client stopped reading), invalid_message (one message skipped).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.roomJoins, m.roomFrames, m.roomWrites)
+	reg.MustRegister(m.roomJoins, m.roomRecoveries, m.roomFrames, m.roomWrites)
 	reg.MustRegister(m.upgrades, m.opened, m.refused, m.closed, m.framesIn, m.rateLimited, m.idleClosed, m.acks, m.pushed, m.routeErrors,
 		m.upstream, m.upPaused, m.acksForwarded, m.ackBatchesFailed, m.acksDropped, m.replays, m.replaysSkipped, m.replayed, m.replayFailures)
 	return m

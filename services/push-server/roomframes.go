@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
+	"time"
 
 	"github.com/heraldpush/herald/pkg/ident"
 	"github.com/heraldpush/herald/pkg/wire"
@@ -25,18 +28,100 @@ func (s *server) handleJoin(c *wsconn.Conn, in wire.Inbound) {
 			return
 		}
 	}
-	if err := s.rooms.Join(c, in.Room); errors.Is(err, rooms.ErrTooMany) {
+	if in.Since != "" {
+		if len(in.Since) > ident.MaxLen { // no message id is longer
+			s.sendError(c, in.Ref, wire.CodeBadRequest, "since: a message id of at most 128 characters")
+			return
+		}
+		s.joinRecovering(c, in)
+		return
+	}
+	first, err := s.rooms.Join(c, in.Room)
+	if errors.Is(err, rooms.ErrTooMany) {
 		s.refuseRoom(c, in.Ref, wire.CodeTooMany, "in -max-rooms-per-conn rooms already; leave one first")
 		return
 	}
 	s.metrics.roomJoins.WithLabelValues("joined").Inc()
-	answer := wire.RoomAnswer{Type: wire.TypeJoined, Room: in.Room, Ref: in.Ref}
-	if in.Since != "" {
-		recovered := false // no history is kept here: nothing missed can be replayed
-		answer.Recovered = &recovered
+	b, _ := json.Marshal(wire.RoomAnswer{Type: wire.TypeJoined, Room: in.Room, Ref: in.Ref})
+	if !first {
+		c.WriteFrame(b)
+		return
 	}
-	b, _ := json.Marshal(answer)
-	c.WriteFrame(b)
+	// The room's first member here: joined means "you get what is published from now on", so the
+	// registry must name this node before the answer (off the engine's workers).
+	go func() {
+		s.registerRoom(in.Room)
+		c.WriteFrame(b)
+	}()
+}
+
+// registerRoom writes the node's entry of a room that just got its first member here, so push-route
+// calls this node for the room's messages from now on. A failure is retried by the periodic sync; the
+// member may miss what is published until then.
+func (s *server) registerRoom(room string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.roomRegistry.SetRoomCounts(ctx, s.cfg.NodeID, map[string]int{room: max(s.rooms.Len(room), 1)}); err != nil {
+		s.metrics.routeErrors.WithLabelValues("rooms").Inc()
+		s.logger.Warn("room registry not updated at the first join; retrying", "room", room, "err", err)
+	}
+}
+
+// joinRecovering joins c to a room it was in before, first sending what it missed since in.Since from
+// the room's history, then joined with recovered true, or false when the history does not reach back
+// that far (what it holds is not sent then either: the client cannot tell what is missing). The room's
+// new messages wait meanwhile and follow, without those already replayed. The history is read off the
+// engine's workers.
+func (s *server) joinRecovering(c *wsconn.Conn, in wire.Inbound) {
+	hold, first, err := s.rooms.JoinHeld(c, in.Room)
+	switch {
+	case errors.Is(err, rooms.ErrTooMany):
+		s.refuseRoom(c, in.Ref, wire.CodeTooMany, "in -max-rooms-per-conn rooms already; leave one first")
+		return
+	case hold == nil:
+		// In the room already: it has missed nothing since it joined, but cannot tell about before.
+		recovered := false
+		b, _ := json.Marshal(wire.RoomAnswer{Type: wire.TypeJoined, Room: in.Room, Ref: in.Ref, Recovered: &recovered})
+		c.WriteFrame(b)
+		return
+	}
+	s.metrics.roomJoins.WithLabelValues("joined").Inc()
+	go func() {
+		if first {
+			// Before the history is read: every message is then either in what it holds, or was sent
+			// to this node after the registry named it (and is held meanwhile).
+			s.registerRoom(in.Room)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		missed, found, err := s.roomRegistry.RoomHistorySince(ctx, in.Room, in.Since)
+		if err != nil {
+			s.logger.Warn("room history unavailable; joined without recovery", "room", in.Room, "err", err)
+		}
+		recovered := err == nil && found
+		if !recovered {
+			missed = nil
+		}
+		s.metrics.roomRecoveries.WithLabelValues(strconv.FormatBool(recovered)).Inc()
+		hold.Release(func(held []wire.Message) {
+			items := missed
+			replayed := make(map[string]bool, len(missed))
+			for _, m := range missed {
+				replayed[m.ID] = true
+			}
+			for _, m := range held {
+				if !replayed[m.ID] {
+					items = append(items, m)
+				}
+			}
+			if len(items) > 0 {
+				b, _ := json.Marshal(wire.RoomFrame{Type: wire.TypeRoom, Room: in.Room, Items: items})
+				c.WriteFrame(b)
+			}
+			b, _ := json.Marshal(wire.RoomAnswer{Type: wire.TypeJoined, Room: in.Room, Ref: in.Ref, Recovered: &recovered})
+			c.WriteFrame(b)
+		})
+	}()
 }
 
 // handleLeave takes c out of a room and answers left (also when it was not in it).
@@ -65,18 +150,27 @@ func (s *server) joinUsers(room string, uids []string, join bool) int {
 		typ = wire.TypeLeft
 	}
 	b, _ := json.Marshal(wire.RoomAnswer{Type: typ, Room: room})
-	n := 0
+	var changed []*wsconn.Conn
+	register := false
 	for _, uid := range uids {
 		for _, c := range s.hub.Conns(uid) {
-			switch {
-			case join && s.rooms.Join(c, room) == nil:
-			case !join && s.rooms.Leave(c, room):
-			default:
+			if join {
+				first, err := s.rooms.Join(c, room)
+				if err != nil {
+					continue
+				}
+				register = register || first
+			} else if !s.rooms.Leave(c, room) {
 				continue
 			}
-			n++
-			c.WriteFrame(b)
+			changed = append(changed, c)
 		}
 	}
-	return n
+	if register {
+		s.registerRoom(room) // as for a device's join: the answer promises what is published from now on
+	}
+	for _, c := range changed {
+		c.WriteFrame(b)
+	}
+	return len(changed)
 }

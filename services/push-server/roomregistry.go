@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/pkg/routes"
+	"github.com/heraldpush/herald/pkg/wire"
 )
 
 // How the node keeps its entries in the Redis room registry (routes.SetRoomCounts) right: the rooms
@@ -21,6 +22,8 @@ const (
 type roomRegistry interface {
 	SetRoomCounts(ctx context.Context, node string, counts map[string]int) error
 	NodeRooms(ctx context.Context, node string) ([]string, error)
+	// RoomHistorySince is what a room's history (kept by push-route) holds after a message.
+	RoomHistorySince(ctx context.Context, room, since string) ([]wire.Message, bool, error)
 }
 
 var _ roomRegistry = (*routes.Store)(nil)

@@ -32,7 +32,7 @@ func NewFanout(table *Table, window time.Duration, sent func(frames, writes int)
 // Publish hands m to the room's members here and returns how many there are now. With a window it
 // is sent with the window's other messages when the window ends.
 func (f *Fanout) Publish(room string, m wire.Message) int {
-	members := len(f.table.Members(room))
+	members := f.table.Len(room)
 	if members == 0 {
 		return 0
 	}
@@ -82,7 +82,7 @@ func (f *Fanout) flush() {
 
 // send writes one frame of items to every member of room here.
 func (f *Fanout) send(room string, items []wire.Message) {
-	members := f.table.Members(room)
+	members := f.table.members(room)
 	if len(members) == 0 {
 		return
 	}
@@ -91,8 +91,11 @@ func (f *Fanout) send(room string, items []wire.Message) {
 		return // the items were checked when published; nothing here can fail to encode
 	}
 	p := wsconn.Prepare(b)
-	for _, c := range members {
-		c.Write(p) // a member too slow for its queue is closed by the write (1013)
+	for _, m := range members {
+		if m.holding.Load() && m.hold(items) {
+			continue
+		}
+		m.c.Write(p) // a member too slow for its queue is closed by the write (1013)
 	}
 	if f.sent != nil {
 		f.sent(1, len(members))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-server/internal/wsconn"
 )
 
@@ -44,7 +45,41 @@ type connShard struct {
 
 type room struct {
 	// members is replaced, never changed in place, under the shard's lock.
-	members atomic.Pointer[[]*wsconn.Conn]
+	members atomic.Pointer[[]*member]
+}
+
+// member is one connection in one room. While holding (it joined to recover what it missed, and the
+// history is being read), the room's messages wait in held instead of going out, so the ones it
+// missed can go first.
+type member struct {
+	c       *wsconn.Conn
+	holding atomic.Bool
+	mu      sync.Mutex
+	held    []wire.Message
+}
+
+// hold keeps items for a holding member and reports whether it did.
+func (m *member) hold(items []wire.Message) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.holding.Load() {
+		return false
+	}
+	m.held = append(m.held, items...)
+	return true
+}
+
+// Hold is a member whose room messages wait until Release.
+type Hold struct{ m *member }
+
+// Release calls write with the messages held since the join, while no new one can go out, then lets
+// the room's messages through again: whatever write sends comes before them.
+func (h *Hold) Release(write func(held []wire.Message)) {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	write(h.m.held)
+	h.m.held = nil
+	h.m.holding.Store(false)
 }
 
 // New returns an empty table allowing maxPerConn rooms per connection (0: no limit).
@@ -65,34 +100,57 @@ func (t *Table) connShard(c *wsconn.Conn) *connShard {
 	return &t.conns[c.ID%shardCount]
 }
 
-// Join puts c into the room; joining a room c is in already does nothing and succeeds.
-func (t *Table) Join(c *wsconn.Conn, name string) error {
+// Join puts c into the room; joining a room c is in already does nothing and succeeds. first is true
+// when c is the room's first member here: until the room registry names this node, room messages do
+// not come here.
+func (t *Table) Join(c *wsconn.Conn, name string) (first bool, err error) {
+	_, first, err = t.join(c, name, false)
+	return first, err
+}
+
+// JoinHeld puts c into the room with its messages held until the Hold's Release, for a join that
+// recovers what it missed first. A connection in the room already gets a nil Hold: it missed nothing
+// since it joined.
+func (t *Table) JoinHeld(c *wsconn.Conn, name string) (h *Hold, first bool, err error) {
+	m, first, err := t.join(c, name, true)
+	if m == nil {
+		return nil, false, err
+	}
+	return &Hold{m}, first, err
+}
+
+// join adds c to the room and returns its new member entry (nil when c was in the room already or
+// refused), and whether it is the room's first member here.
+func (t *Table) join(c *wsconn.Conn, name string, hold bool) (*member, bool, error) {
 	cs := t.connShard(c)
 	cs.mu.Lock()
 	mine := cs.rooms[c]
 	if slices.Contains(mine, name) {
 		cs.mu.Unlock()
-		return nil
+		return nil, false, nil
 	}
 	if t.maxPerConn > 0 && len(mine) >= t.maxPerConn {
 		cs.mu.Unlock()
-		return ErrTooMany
+		return nil, false, ErrTooMany
 	}
 	cs.rooms[c] = append(mine, name)
 	cs.mu.Unlock()
 
+	m := &member{c: c}
+	m.holding.Store(hold)
 	rs := t.roomShard(name)
 	rs.mu.Lock()
 	r := rs.rooms[name]
-	if r == nil {
+	first := r == nil
+	if first {
 		r = &room{}
 		rs.rooms[name] = r
 	}
-	var list []*wsconn.Conn
+	var list []*member
 	if old := r.members.Load(); old != nil {
-		list = append(make([]*wsconn.Conn, 0, len(*old)+1), *old...)
+		list = append(make([]*member, 0, len(*old)+1), *old...)
 	}
-	list = append(list, c)
+	list = append(list, m)
 	r.members.Store(&list)
 	rs.mu.Unlock()
 	t.touch(name)
@@ -101,7 +159,7 @@ func (t *Table) Join(c *wsconn.Conn, name string) error {
 		// member was added, and must not leave it behind.
 		t.Leave(c, name)
 	}
-	return nil
+	return m, first, nil
 }
 
 // Leave takes c out of the room and reports whether it was in it.
@@ -142,7 +200,7 @@ func (t *Table) removeMember(c *wsconn.Conn, name string) {
 	rs.mu.Lock()
 	if r := rs.rooms[name]; r != nil {
 		old := *r.members.Load()
-		if i := slices.Index(old, c); i >= 0 {
+		if i := slices.IndexFunc(old, func(m *member) bool { return m.c == c }); i >= 0 {
 			if len(old) == 1 {
 				delete(rs.rooms, name)
 			} else {
@@ -155,9 +213,9 @@ func (t *Table) removeMember(c *wsconn.Conn, name string) {
 	t.touch(name)
 }
 
-// Members returns the room's local members. The slice is shared and never changed: a fan-out may
+// members returns the room's local members. The slice is shared and never changed: a fan-out may
 // walk it without a lock while others join and leave.
-func (t *Table) Members(name string) []*wsconn.Conn {
+func (t *Table) members(name string) []*member {
 	rs := t.roomShard(name)
 	rs.mu.Lock()
 	r := rs.rooms[name]
@@ -167,6 +225,9 @@ func (t *Table) Members(name string) []*wsconn.Conn {
 	}
 	return *r.members.Load()
 }
+
+// Len is how many members the room has here.
+func (t *Table) Len(name string) int { return len(t.members(name)) }
 
 // RoomsOf returns the rooms c is in.
 func (t *Table) RoomsOf(c *wsconn.Conn) []string {
@@ -191,7 +252,7 @@ func (t *Table) Changed() map[string]int {
 	t.dirtyMu.Unlock()
 	out := make(map[string]int, len(names))
 	for name := range names {
-		out[name] = len(t.Members(name))
+		out[name] = t.Len(name)
 	}
 	return out
 }

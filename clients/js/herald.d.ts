@@ -48,8 +48,23 @@ export interface ErrorDetail {
   ref?: string;
 }
 
+export interface RoomDetail {
+  room: string;
+  /** The room's messages of one merge window, in publish order, without ones already delivered. */
+  items: PushDetail[];
+}
+
+export interface MembershipDetail {
+  room: string;
+  joined: boolean;
+  /** Set on a join that asked for what it missed: whether the server's history reached back. */
+  recovered?: boolean;
+}
+
 export interface HeraldEventMap {
   push: CustomEvent<PushDetail>;
+  room: CustomEvent<RoomDetail>;
+  membership: CustomEvent<MembershipDetail>;
   state: CustomEvent<StateDetail>;
   error: CustomEvent<ErrorDetail>;
 }
@@ -62,6 +77,10 @@ export declare class HeraldClient extends EventTarget {
   close(): void;
   /** Sends data up to Kafka; resolves with the message's id once it is stored. */
   send(data: unknown): Promise<string>;
+  /** Joins a room, now and after every reconnect (recovering what was missed). */
+  join(room: string): Promise<{ recovered?: boolean }>;
+  /** Leaves a room. */
+  leave(room: string): Promise<{}>;
   /** The transport in use, or being tried. */
   readonly transport: Transport;
   /** Changes the transports to try, in order, and reconnects with the first. */

@@ -40,8 +40,9 @@ const TRANSPORTS = ["websocket", "sse", "poll"];
  */
 
 /**
- * A connection to Herald that keeps itself connected. Events: "push" ({id, data, ts}), "state"
- * ({state: "connecting"|"open"|"closed", transport, node, reason}), "error" ({code, message, ref}).
+ * A connection to Herald that keeps itself connected. Events: "push" ({id, data, ts}), "room" ({room,
+ * items: [{id, data, ts}]}), "membership" ({room, joined, recovered}), "state" ({state:
+ * "connecting"|"open"|"closed", transport, node, reason}), "error" ({code, message, ref}).
  * It tries the transports in order and keeps the first that reaches its welcome; one that fails before
  * its welcome hands over to the next, and after the last the first is tried again.
  */
@@ -65,6 +66,10 @@ export class HeraldClient extends EventTarget {
     this.pending = new Map();
     this.relogin = false;
     this.timers = { heartbeat: null, reconnect: null, idle: null };
+    /** The rooms joined, each with the id of the last message seen in it (to recover after a reconnect). */
+    this.rooms = new Map();
+    /** @type {Map<string, {resolve: (v: any) => void, reject: (e: Error) => void}>} joins and leaves waiting for their answer, by ref */
+    this.roomCalls = new Map();
   }
 
   /** Connects, and keeps reconnecting until close(). */
@@ -100,6 +105,31 @@ export class HeraldClient extends EventTarget {
       this.pending.set(ref, { data, resolve, reject, timer: null });
       this.sendUp(ref);
     });
+  }
+
+  /**
+   * Joins a room, now and again after every reconnect (asking for what was missed meanwhile). Resolves
+   * with {recovered} once the server answered; rejects with the server's error (forbidden,
+   * invalid_room, too_many_rooms). While disconnected it resolves at the next connect.
+   * @param {string} room
+   * @returns {Promise<{recovered?: boolean}>}
+   */
+  join(room) {
+    if (!this.rooms.has(room)) this.rooms.set(room, "");
+    return this.roomCall("join", room).catch((err) => {
+      this.rooms.delete(room); // refused: not asked again after a reconnect
+      throw err;
+    });
+  }
+
+  /**
+   * Leaves a room.
+   * @param {string} room
+   * @returns {Promise<{}>}
+   */
+  leave(room) {
+    this.rooms.delete(room);
+    return this.roomCall("leave", room);
   }
 
   /** The transport in use (or being tried). */
@@ -186,7 +216,27 @@ export class HeraldClient extends EventTarget {
         this.startHeartbeat();
         this.emit("state", { state: "open", transport: this.transport, node: f.node, connID: f.conn_id });
         for (const ref of this.pending.keys()) this.sendUp(ref);
+        for (const [room, since] of this.rooms) this.write({ type: "join", room, ...(since ? { since } : {}) });
+        for (const [ref, call] of this.roomCalls) this.write({ type: call.type, room: call.room, ref });
         break;
+      case "room": {
+        // Items replayed by a recovering join may repeat ones already shown: dropped by id.
+        const items = (f.items || []).filter((m) => !this.seen.has(m.id));
+        for (const m of items) this.remember(m.id);
+        if (f.items && f.items.length && this.rooms.has(f.room)) this.rooms.set(f.room, f.items[f.items.length - 1].id);
+        if (items.length) this.emit("room", { room: f.room, items });
+        break;
+      }
+      case "joined":
+      case "left": {
+        const call = f.ref && this.roomCalls.get(f.ref);
+        if (call) {
+          this.roomCalls.delete(f.ref);
+          call.resolve(f.type === "joined" ? { recovered: f.recovered } : {});
+        }
+        this.emit("membership", { room: f.room, joined: f.type === "joined", recovered: f.recovered });
+        break;
+      }
       case "push":
         // Acked even when it is a repeat: the server replays until it sees the ack.
         this.write({ type: "ack", id: f.id });
@@ -203,6 +253,11 @@ export class HeraldClient extends EventTarget {
         break;
       }
       case "error": {
+        const call = f.ref && this.roomCalls.get(f.ref);
+        if (call) {
+          this.roomCalls.delete(f.ref);
+          call.reject(Object.assign(new Error(f.message), { code: f.code }));
+        }
         const p = f.ref && this.pending.get(f.ref);
         if (p && !["unavailable", "rate_limited"].includes(f.code)) {
           clearTimeout(p.timer);
@@ -274,6 +329,14 @@ export class HeraldClient extends EventTarget {
   stopTimers() {
     clearInterval(this.timers.heartbeat);
     clearTimeout(this.timers.idle);
+  }
+
+  roomCall(type, room) {
+    const ref = randomRef();
+    return new Promise((resolve, reject) => {
+      this.roomCalls.set(ref, { type, room, resolve, reject });
+      this.write({ type, room, ref });
+    });
   }
 
   sendUp(ref) {

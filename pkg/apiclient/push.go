@@ -36,6 +36,20 @@ func (p *PushClient) Broadcast(ctx context.Context, data json.RawMessage) (wire.
 	return resp, err
 }
 
+// RoomPush sends req.Data to everyone in room (POST /v1/rooms/{room}/push).
+func (p *PushClient) RoomPush(ctx context.Context, room string, req wire.RoomPushRequest) (wire.RoomPushResponse, error) {
+	var resp wire.RoomPushResponse
+	err := p.c.call(ctx, http.MethodPost, joinURL(p.base, wire.PathRoom(room)+"/push"), "", req, &resp, maxPushAnswer)
+	return resp, err
+}
+
+// Room reads who is in room, per node (GET /v1/rooms/{room}).
+func (p *PushClient) Room(ctx context.Context, room string) (wire.RoomInfo, error) {
+	var info wire.RoomInfo
+	err := p.c.call(ctx, http.MethodGet, joinURL(p.base, wire.PathRoom(room)), "", nil, &info, maxPushAnswer)
+	return info, err
+}
+
 // Connections lists uid's live connections, oldest first.
 func (p *PushClient) Connections(ctx context.Context, uid string) ([]wire.Connection, error) {
 	var resp wire.ConnectionsResponse

@@ -44,7 +44,7 @@ func TestDemoInChromium(t *testing.T) {
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1100, 900))
+		chromedp.Flag("disable-background-networking", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1100, 1350))
 	browser, cancel := chromedp.NewContext(alloc)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	if err := chromedp.Do(browser); err != nil {
@@ -144,6 +144,12 @@ func demoTransport(t *testing.T, ctx context.Context, st Stack, transport string
 		return nil
 	})
 
+	do("a line said in the room reaches the page",
+		chromedp.WaitVisible(chromedp.CSS(`#room-state.joined`)),
+		chromedp.SetValue(chromedp.CSS(`#chat-text`), "room line one"),
+		chromedp.Click(chromedp.CSS(`#say`)),
+		chromedp.WaitVisible(chromedp.CSS(`#chat li.said`)))
+
 	do("an upstream message is acknowledged",
 		chromedp.Click(chromedp.CSS(`#send-up`)),
 		chromedp.WaitVisible(chromedp.CSS(`#ups li.acked`)))
@@ -151,17 +157,21 @@ func demoTransport(t *testing.T, ctx context.Context, st Stack, transport string
 		t.Fatalf("upstream shown as %q", got)
 	}
 
-	// Drop the connection and push with a ttl at once: the page reconnects and gets it, once.
+	// Drop the connection, then push with a ttl and say a line in the room at once: the page
+	// reconnects and gets both, once each (the line from the room's history).
 	const arrived = `[...document.querySelectorAll("#pushes li.push")].filter(li => li.textContent.startsWith("while away")).length`
-	do("a ttl push sent while the page reconnects arrives",
+	const said = `[...document.querySelectorAll("#chat li.said")].filter(li => li.textContent.startsWith("said while away")).length`
+	do("a ttl push and a room line sent while the page reconnects arrive",
 		chromedp.Click(chromedp.CSS(`#reconnect`)),
 		chromedp.SetValue(chromedp.CSS(`#push-text`), "while away"),
 		chromedp.Click(chromedp.CSS(`#push-me`)),
-		chromedp.Poll[chromedp.Void](arrived+" > 0", chromedp.WithPollingTimeout(30*time.Second)),
+		chromedp.SetValue(chromedp.CSS(`#chat-text`), "said while away"),
+		chromedp.Click(chromedp.CSS(`#say`)),
+		chromedp.Poll[chromedp.Void](arrived+" > 0 && "+said+" > 0", chromedp.WithPollingTimeout(30*time.Second)),
 		chromedp.WaitVisible(open))
-	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](arrived))
-	if err != nil || n != 1 {
-		t.Fatalf("the push sent while away was shown %d times (%v)", n, err)
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](arrived + " * 10 + " + said))
+	if err != nil || n != 11 {
+		t.Fatalf("the push and the room line sent while away were shown %d and %d times (%v)", n/10, n%10, err)
 	}
 	// Drain the page's node: the client logs in again and lands on the other node, and a ttl push sent
 	// while it moves reaches it.
@@ -192,6 +202,9 @@ func demoTransport(t *testing.T, ctx context.Context, st Stack, transport string
 
 	if transport != "websocket" {
 		return
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[any](`window.scrollTo(0, 0)`)); err != nil {
+		t.Fatal(err)
 	}
 	b, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil || len(b) == 0 {

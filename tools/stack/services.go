@@ -63,7 +63,9 @@ func startServices(ctx context.Context, procs *supervisor, in infra, c credentia
 			"HERALD_MYSQL_DSN":       in.mysql.DSN,
 			"HERALD_ZOOKEEPER":       in.zooKeeper(),
 			"HERALD_INTERNAL_SECRET": c.internalSecret,
-			"HERALD_LOG_LEVEL":       o.logLevel,
+			// Rooms keep their last 100 messages, so members that come back get what they missed.
+			"HERALD_ROOM_HISTORY": "100",
+			"HERALD_LOG_LEVEL":    o.logLevel,
 		})); err != nil {
 			return stack, err
 		}
@@ -90,7 +92,9 @@ func startServices(ctx context.Context, procs *supervisor, in infra, c credentia
 			"HERALD_KAFKA_BROKERS":   brokers,
 			// Browsers may connect from the demo web app's page only (any transport).
 			"HERALD_ALLOWED_ORIGINS": "http://" + o.demoAddr(),
-			"HERALD_LOG_LEVEL":       o.logLevel,
+			// A development stack: any connection may join any room (production keeps the token's claim).
+			"HERALD_ROOM_POLICY": "open",
+			"HERALD_LOG_LEVEL":   o.logLevel,
 		})); err != nil {
 			return stack, err
 		}

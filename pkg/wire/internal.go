@@ -102,6 +102,14 @@ type Stats struct {
 	Goroutines  int    `json:"goroutines"`
 	Rooms       int    `json:"rooms"`        // rooms with members here
 	RoomMembers int    `json:"room_members"` // memberships of connections here, summed over rooms
+	// TopRooms are the node's largest rooms (at most 20), largest first.
+	TopRooms []RoomSize `json:"top_rooms,omitempty"`
+}
+
+// RoomSize is a room and how many members it has (on one node, or in all).
+type RoomSize struct {
+	Room    string `json:"room"`
+	Members int    `json:"members"`
 }
 
 // NodeRoomPushRequest hands a room message to a node, for the room's members there.

@@ -187,7 +187,7 @@ func handleStats(s *server) http.Handler {
 
 func (s *server) stats() wire.Stats {
 	conns, users := s.hub.Count()
-	_, rooms, members := s.rooms.Largest(0)
+	top, rooms, members := s.rooms.Largest(20)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return wire.Stats{
@@ -200,6 +200,7 @@ func (s *server) stats() wire.Stats {
 		Goroutines:  runtime.NumGoroutine(),
 		Rooms:       rooms,
 		RoomMembers: members,
+		TopRooms:    top,
 	}
 }
 

@@ -280,19 +280,13 @@ func (t *Table) Counts() map[string]int {
 	return out
 }
 
-// Size is one room and its members here.
-type Size struct {
-	Room    string `json:"room"`
-	Members int    `json:"members"`
-}
-
 // Largest returns the n rooms with the most members here, largest first, and how many rooms and
 // memberships there are in all.
-func (t *Table) Largest(n int) (top []Size, rooms, members int) {
+func (t *Table) Largest(n int) (top []wire.RoomSize, rooms, members int) {
 	for name, k := range t.Counts() {
 		rooms++
 		members += k
-		top = append(top, Size{name, k})
+		top = append(top, wire.RoomSize{Room: name, Members: k})
 	}
 	sort.Slice(top, func(i, j int) bool {
 		if top[i].Members != top[j].Members {

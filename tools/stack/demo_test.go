@@ -169,7 +169,7 @@ func demoTransport(t *testing.T, ctx context.Context, st Stack, transport string
 		chromedp.Click(chromedp.CSS(`#say`)),
 		chromedp.Poll[chromedp.Void](arrived+" > 0 && "+said+" > 0", chromedp.WithPollingTimeout(30*time.Second)),
 		chromedp.WaitVisible(open))
-	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](arrived + " * 10 + " + said))
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](arrived+" * 10 + "+said))
 	if err != nil || n != 11 {
 		t.Fatalf("the push and the room line sent while away were shown %d and %d times (%v)", n/10, n%10, err)
 	}

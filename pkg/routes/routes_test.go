@@ -785,7 +785,7 @@ func TestScriptHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"clear_pending.lua", "count.lua", "lookup.lua", "mark_pending.lua", "mark_synced.lua", "register.lua", "sweep.lua", "synced.lua", "unregister.lua"}
+	want := []string{"clear_pending.lua", "count.lua", "lookup.lua", "mark_pending.lua", "mark_synced.lua", "register.lua", "room_history_add.lua", "room_history_since.lua", "room_set.lua", "sweep.lua", "synced.lua", "unregister.lua"}
 	if !slices.Equal(names, want) {
 		t.Errorf("scripts %v, want %v", names, want)
 	}

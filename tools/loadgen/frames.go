@@ -74,6 +74,7 @@ const (
 	kindUpAck = "up_ack"
 	kindError = "error"
 	kindPong  = "pong"
+	kindRoom  = "room"
 )
 
 // parsedFrame is what loadgen needs from one server frame.
@@ -102,10 +103,45 @@ func parseFrame(p []byte) parsedFrame {
 		f.seq, f.sent, f.ok = parseRef(jsonField(p, "ref"))
 	case kindPong:
 		f.kind = kindPong
+	case kindRoom:
+		f.kind = kindRoom
 	default:
 		f.kind = string(typ)
 	}
 	return f
+}
+
+// roomStamp opens the data of every room message loadgen publishes: {"t":<unix ns sent>,"p":…}.
+var roomStamp = []byte(`{"t":`)
+
+// eachStamp calls fn with the send time of each of a room frame's messages.
+func eachStamp(p []byte, fn func(sent int64)) {
+	for {
+		i := bytes.Index(p, roomStamp)
+		if i < 0 {
+			return
+		}
+		p = p[i+len(roomStamp):]
+		end := bytes.IndexAny(p, ",}")
+		if end < 0 {
+			return
+		}
+		if sent, ok := atoi(p[:end]); ok {
+			fn(sent)
+		}
+		p = p[end:]
+	}
+}
+
+// appendRoomBody writes a room push body whose data is about size bytes: the stamp and padding.
+func appendRoomBody(dst []byte, sent int64, size int) []byte {
+	dst = append(dst, `{"data":{"t":`...)
+	dst = strconv.AppendInt(dst, sent, 10)
+	dst = append(dst, `,"p":"`...)
+	for n := len(`{"t":1700000000000000000,"p":""}`); n < size; n++ {
+		dst = append(dst, 'x')
+	}
+	return append(dst, `"}}`...)
 }
 
 // appendRef writes the ref of upstream message seq sent at unix ns sent: "<seq>.<sent>". It is unique

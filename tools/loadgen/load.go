@@ -57,6 +57,16 @@ type loadReport struct {
 	// Broadcast: one entry per broadcast.
 	Broadcasts []broadcastResult `json:"broadcasts,omitempty"`
 
+	// Room: messages published in the window over Rooms rooms, what the members received: every
+	// frame and byte, and on the sampled members each message (Received, Latency).
+	Rooms          int     `json:"rooms,omitempty"`
+	Published      int64   `json:"published,omitempty"`
+	RoomFrames     int64   `json:"room_frames,omitempty"`
+	RoomBytes      int64   `json:"room_bytes,omitempty"`
+	Sampled        int     `json:"sampled,omitempty"`
+	SampleExpected int64   `json:"sample_expected,omitempty"` // messages the sampled members should get
+	FramesPerConnS float64 `json:"frames_per_conn_per_second,omitempty"`
+
 	// Upstream.
 	Window         int            `json:"window,omitempty"`
 	UpRate         float64        `json:"up_rate,omitempty"`
@@ -181,6 +191,8 @@ func (r *report) runLoad(ctx context.Context, o options, st stack, pool *workers
 		err = r.runBroadcast(ctx, o, st, pool, w, stderr)
 	case modeUpstream:
 		err = r.runUpstream(ctx, o, pool, w, stderr)
+	case modeRoom:
+		err = r.runRoom(ctx, o, st, pool, w, stderr)
 	}
 	if err != nil {
 		return err

@@ -278,3 +278,17 @@ func TestPollerConsume(t *testing.T) {
 		t.Fatalf("ended %v, lost %v", c.ended.Load(), w.lost)
 	}
 }
+
+func TestRoomBodyAndStamps(t *testing.T) {
+	body := appendRoomBody(nil, 1700000000123456789, 64)
+	var req struct{ Data json.RawMessage }
+	if err := json.Unmarshal(body, &req); err != nil || len(req.Data) != 64 {
+		t.Fatalf("body %s: data %d bytes, %v; want valid JSON with 64 bytes of data", body, len(req.Data), err)
+	}
+	frame := `{"type":"room","room":"r","items":[{"id":"a","data":{"t":11,"p":"xx"},"ts":1},{"id":"b","data":{"t":22,"p":""},"ts":2},{"id":"c","data":{"t":33},"ts":3}]}`
+	var got []int64
+	eachStamp([]byte(frame), func(sent int64) { got = append(got, sent) })
+	if !slices.Equal(got, []int64{11, 22, 33}) {
+		t.Fatalf("stamps %v", got)
+	}
+}

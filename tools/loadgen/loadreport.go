@@ -27,6 +27,12 @@ func (lr *loadReport) writeText(w io.Writer) {
 			fmt.Fprintf(w, "           #%d call %.1f ms, delivered %d%s, received %d, missing %d; time to last %.1f ms; by fraction %s\n",
 				i+1, b.CallMS, b.Delivered, errText(b.Err), b.Received, b.Missing, b.Latency.Max, msList(b.Quantiles))
 		}
+	case modeRoom:
+		fmt.Fprintf(w, "  room     %d published in %.1f s (%.0f/s) into %d room(s) of %d connections, errors: %s\n",
+			lr.Published, lr.Seconds, float64(lr.Published)/lr.Seconds, lr.Rooms, lr.Conns, formatCounts(lr.CallErrors))
+		fmt.Fprintf(w, "           frames %d = %.2f per connection per second, %.1f MB/s; sampled %d connections received %d of %d messages (%.2f %%)\n",
+			lr.RoomFrames, lr.FramesPerConnS, float64(lr.RoomBytes)/lr.Seconds/1e6, lr.Sampled, lr.Received, lr.SampleExpected, 100*float64(lr.Received)/float64(max(1, lr.SampleExpected)))
+		fmt.Fprintf(w, "           publish → receipt (sampled) %s\n", latencyText(lr.Latency))
 	case modeUpstream:
 		rate := "unpaced"
 		if lr.UpRate > 0 {

@@ -114,6 +114,24 @@ func (w *worker) onFrame(c *conn, p []byte, now int64) {
 		r.mu.Lock()
 		r.res.Errors[f.code]++
 		r.mu.Unlock()
+	case kindRoom:
+		r.mu.Lock()
+		if now >= r.win.Start && now < r.win.End {
+			r.res.RoomFrames++
+			r.res.RoomBytes += int64(len(p))
+		}
+		if c.sample {
+			eachStamp(p, func(sent int64) {
+				if r.inWindow(sent) {
+					r.res.InWindow++
+					r.lat.Record((now - sent) / 1000)
+					r.perSecond(now)
+				} else {
+					r.res.OutOfWindow++
+				}
+			})
+		}
+		r.mu.Unlock()
 	case kindPong:
 	default:
 		r.mu.Lock()

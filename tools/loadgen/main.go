@@ -94,6 +94,10 @@ type options struct {
 	routeIntURL string
 	pollWait    time.Duration
 	cpuProfile  string
+	rooms       int
+	roomRate    float64
+	roomSize    int
+	sampleEvery int
 }
 
 func parseOptions(args []string, getenv func(string) string) (options, error) {
@@ -119,7 +123,11 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 	fs.DurationVar(&o.dialTO, "dial-timeout", 10*time.Second, "time for one connect, upgrade and welcome")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file (-: stdout, the text report then goes to stderr)")
 	fs.BoolVar(&o.worker, "worker", false, "internal: run as a worker process (spec and commands on stdin)")
-	fs.StringVar(&o.mode, "mode", modeIdle, "idle (hold and sample memory), push, broadcast or upstream")
+	fs.StringVar(&o.mode, "mode", modeIdle, "idle (hold and sample memory), push, broadcast, upstream or room")
+	fs.IntVar(&o.rooms, "rooms", 1, "room: how many rooms the connections are spread over (connection i joins room i mod rooms)")
+	fs.Float64Var(&o.roomRate, "room-rate", 200, "room: messages per second published, over all rooms (round-robin)")
+	fs.IntVar(&o.roomSize, "room-size", 64, "room: bytes of each message's data")
+	fs.IntVar(&o.sampleEvery, "sample-every", 100, "room: every n-th connection decodes its messages exactly (the others count frames and bytes)")
 	fs.DurationVar(&o.settle, "settle", 3*time.Second, "load modes: pause between the last connect and the load")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "push and upstream: the measured window")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "push and upstream: load before the measured window, not counted")
@@ -149,9 +157,12 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 		return o, errors.New("-uids, -rate must not be negative; -dialers and -minters must be at least 1")
 	}
 	switch o.mode {
-	case modeIdle, modePush, modeBroadcast, modeUpstream:
+	case modeIdle, modePush, modeBroadcast, modeUpstream, modeRoom:
 	default:
-		return o, fmt.Errorf("-mode %q: want idle, push, broadcast or upstream", o.mode)
+		return o, fmt.Errorf("-mode %q: want idle, push, broadcast, upstream or room", o.mode)
+	}
+	if o.rooms < 1 || o.roomRate <= 0 || o.sampleEvery < 1 {
+		return o, errors.New("-rooms and -sample-every must be at least 1, -room-rate positive")
 	}
 	if o.callers < 1 || o.uidsPerCall < 1 || o.broadcasts < 1 || o.window < 1 || o.upRate < 0 || o.duration <= 0 {
 		return o, errors.New("-callers, -uids-per-call, -broadcasts and -window must be at least 1, -duration positive, -up-rate not negative")
@@ -312,10 +323,14 @@ func workerSpecs(o options, st stack, targets []node, sources []string) []worker
 			Rate: o.rate / float64(len(shares)), Dialers: o.dialers, Minters: o.minters,
 			DialTimeout: o.dialTO, Ping: o.ping, PingEvery: o.pingEvery,
 			Mode: o.mode, Window: o.window, UpRate: o.upRate, UpPad: o.upPad, Backoff: o.backoff, PollWait: o.pollWait,
+			Rooms: o.rooms, RoomPrefix: roomPrefix(o), SampleEvery: o.sampleEvery,
 		}
 	}
 	return specs
 }
+
+// roomPrefix names the rooms of a run (room mode): its own, so runs do not share members.
+func roomPrefix(o options) string { return o.uidPrefix + "-room" }
 
 // workers are the running worker processes.
 type workers struct {

@@ -46,6 +46,7 @@ const (
 	modePush      = "push"
 	modeBroadcast = "broadcast"
 	modeUpstream  = "upstream"
+	modeRoom      = "room"
 )
 
 // Event kinds from a worker.
@@ -89,6 +90,11 @@ type workerSpec struct {
 	Backoff time.Duration `json:"backoff"`
 	// PollWait is how often the worker looks for frames instead of waiting for them (0: wait).
 	PollWait time.Duration `json:"poll_wait"`
+	// Room mode: connection i joins room <RoomPrefix>-<i mod Rooms>; every SampleEvery-th connection
+	// decodes its room frames' messages (the others count frames and bytes only).
+	Rooms       int    `json:"rooms"`
+	RoomPrefix  string `json:"room_prefix"`
+	SampleEvery int    `json:"sample_every"`
 }
 
 // event is one line of a worker's report.
@@ -128,6 +134,11 @@ type loadResult struct {
 	// UpSent counts the up frames written, UpSentInWindow those inside the window.
 	UpSent         int64 `json:"up_sent"`
 	UpSentInWindow int64 `json:"up_sent_in_window"`
+	// Room mode: room frames and their bytes on every connection; Sampled connections decode theirs,
+	// and their in-window messages count in InWindow and Latency.
+	RoomFrames int64 `json:"room_frames"`
+	RoomBytes  int64 `json:"room_bytes"`
+	Sampled    int   `json:"sampled"`
 	// Errors counts error frames by code; Frames other frames by type (and "oversized").
 	Errors map[string]int `json:"errors,omitempty"`
 	Frames map[string]int `json:"frames,omitempty"`
@@ -138,6 +149,9 @@ type loadResult struct {
 
 // add adds o into r (the histograms are merged by the caller).
 func (r *loadResult) add(o *loadResult) {
+	r.RoomFrames += o.RoomFrames
+	r.RoomBytes += o.RoomBytes
+	r.Sampled += o.Sampled
 	r.Pushes += o.Pushes
 	r.UpAcks += o.UpAcks
 	r.InWindow += o.InWindow

@@ -81,6 +81,9 @@ type conn struct {
 	done    chan struct{}
 	backoff atomic.Int64
 
+	// Room mode: whether this connection decodes its room frames' messages.
+	sample bool
+
 	// wmu serialises writes: heartbeats and answers to the server's pings.
 	wmu sync.Mutex
 }
@@ -491,6 +494,20 @@ func (w *worker) open(k int) {
 	}
 	now := time.Now()
 	c := &conn{nc: nc, r: r, idx: i, every: int64(every), next: now.Add(every).UnixNano()}
+	if w.spec.Mode == modeRoom {
+		c.sample = w.spec.SampleEvery > 0 && i%w.spec.SampleEvery == 0
+		join := fmt.Appendf(nil, `{"type":"join","room":"%s-%d"}`, w.spec.RoomPrefix, i%max(1, w.spec.Rooms))
+		if _, err := nc.Write(appendMaskedText(nil, join, ws.NewMask())); err != nil {
+			nc.Close()
+			w.fail(failureKind("join", err))
+			return
+		}
+		if c.sample {
+			w.rec.mu.Lock()
+			w.rec.res.Sampled++
+			w.rec.mu.Unlock()
+		}
+	}
 	if w.spec.Mode == modeUpstream {
 		c.slots = make(chan struct{}, max(1, w.spec.Window))
 		c.done = make(chan struct{})

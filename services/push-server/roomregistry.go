@@ -10,9 +10,9 @@ import (
 
 // How the node keeps its entries in the Redis room registry (routes.SetRoomCounts) right: the rooms
 // whose member count changed are written every roomSyncEvery, one round trip for all of them, so a
-// burst of joins costs Redis a handful of writes; every roomResyncEvery all of them are written and
-// entries of rooms the node no longer has members in are removed, which repairs what a Redis outage
-// lost. Writes that fail are kept and tried again.
+// burst of joins costs Redis a handful of writes; every roomResyncEvery, and at the next turn after a
+// write failed or the routes had to be recorded again (Redis came back, maybe empty), all of them are
+// written and entries of rooms the node no longer has members in are removed.
 const (
 	roomSyncEvery   = 100 * time.Millisecond
 	roomResyncEvery = 30 * time.Second
@@ -28,6 +28,10 @@ type roomRegistry interface {
 
 var _ roomRegistry = (*routes.Store)(nil)
 
+// roomsLost asks the room sync for a full resync at its next turn: Redis lost the node's entries, or
+// may have (it came back, maybe empty; a replica took over).
+func (s *server) roomsLost() { s.roomsStale.Store(true) }
+
 func (s *server) syncRooms(ctx context.Context) {
 	sync := time.NewTicker(roomSyncEvery)
 	defer sync.Stop()
@@ -42,6 +46,10 @@ func (s *server) syncRooms(ctx context.Context) {
 			cancel()
 			return
 		case <-sync.C:
+			if s.roomsStale.Swap(false) {
+				s.resyncRooms(ctx)
+				continue
+			}
 			s.writeRooms(ctx, s.rooms.Changed())
 		case <-resync.C:
 			s.resyncRooms(ctx)
@@ -57,6 +65,7 @@ func (s *server) writeRooms(ctx context.Context, counts map[string]int) {
 	defer cancel()
 	if err := s.roomRegistry.SetRoomCounts(ctx, s.cfg.NodeID, counts); err != nil {
 		s.rooms.Retry(counts)
+		s.roomsLost() // what else went missing is not known: all of it is written again
 		s.metrics.routeErrors.WithLabelValues("rooms").Inc()
 		s.logger.Warn("room registry not updated; retrying", "rooms", len(counts), "err", err)
 	}
@@ -70,8 +79,10 @@ func (s *server) resyncRooms(ctx context.Context) {
 	listed, err := s.roomRegistry.NodeRooms(ctx, s.cfg.NodeID)
 	if err != nil {
 		s.metrics.routeErrors.WithLabelValues("rooms").Inc()
+		s.roomsLost()
 		return
 	}
+	s.rooms.Changed() // all of them are written now
 	counts := s.rooms.Counts()
 	for _, r := range listed {
 		if _, ok := counts[r]; !ok {

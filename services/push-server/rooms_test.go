@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/heraldpush/herald/pkg/testenv"
 	"github.com/heraldpush/herald/pkg/wire"
 )
 
@@ -160,4 +162,36 @@ func TestServerSideJoin(t *testing.T) {
 	if m := roomPush(t, n, "doc:7", "e2", `{"edit":2}`); m != 0 {
 		t.Fatalf("members after leave %d", m)
 	}
+}
+
+// TestRoomRegistryAfterRedisOutage: rooms joined while Redis is down, and those Redis lost by coming
+// back empty, are in the registry again once it answers.
+func TestRoomRegistryAfterRedisOutage(t *testing.T) {
+	r := testenv.NewRedis(t)
+	n := startNode(t, "ps-room-outage", nodeOpts{redis: r, env: map[string]string{"HERALD_ROOM_POLICY": "open"}})
+	store := routeStore(t, r)
+	a := dialRooms(t, n, "outage-a")
+	a.send(`{"type":"join","room":"before-outage","ref":"j1"}`)
+	a.nextTyped(wire.TypeJoined)
+	registered := func(room string, want int) func() error {
+		return func() error {
+			got, err := store.RoomNodes(context.Background(), room)
+			if err != nil || got["ps-room-outage"] != want {
+				return fmt.Errorf("%s: %v %v", room, got, err)
+			}
+			return nil
+		}
+	}
+	eventually(t, "registered before the outage", registered("before-outage", 1))
+
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	a.send(`{"type":"join","room":"during-outage","ref":"j2"}`)
+	a.nextTyped(wire.TypeJoined) // answered anyway: the registry catches up when Redis is back
+	if err := r.Restart(context.Background()); err != nil { // empty: it keeps nothing
+		t.Fatal(err)
+	}
+	eventually(t, "the room joined during the outage registered", registered("during-outage", 1))
+	eventually(t, "the room Redis forgot registered again", registered("before-outage", 1))
 }

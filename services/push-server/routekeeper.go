@@ -25,12 +25,7 @@ type routeKeeper struct {
 	node    string
 	logger  *slog.Logger
 	metrics *metrics
-	// local lists this node's current routes, for re-recording them.
-	local func() []routes.Route
-	// replay replays the stored messages of the connections of routes (their users have a pending
-	// marker) once the routes are recorded again: pushed while nobody could see those connections,
-	// the messages would otherwise wait for a reconnect that may never come.
-	replay func(rs []routes.Route)
+	hooks   routeHooks
 
 	queue chan routes.Route
 	// inWork counts queued removals not yet done; a counter rather than a WaitGroup because adds
@@ -46,8 +41,21 @@ type routeKeeper struct {
 	stale   bool
 }
 
-func newRouteKeeper(store *routes.Store, node string, logger *slog.Logger, m *metrics, local func() []routes.Route, replay func([]routes.Route)) *routeKeeper {
-	return &routeKeeper{store: store, node: node, logger: logger, metrics: m, local: local, replay: replay, queue: make(chan routes.Route, 1<<13), down: map[string]bool{}}
+// routeHooks are what the keeper needs of the node.
+type routeHooks struct {
+	// local lists this node's current routes, for re-recording them.
+	local func() []routes.Route
+	// replay replays the stored messages of the connections of routes (their users have a pending
+	// marker) once the routes are recorded again: pushed while nobody could see those connections,
+	// the messages would otherwise wait for a reconnect that may never come.
+	replay func(rs []routes.Route)
+	// recorded is called after the routes were recorded again (Redis came back, maybe empty, or a
+	// failover): the node's other entries (its rooms) need writing again too.
+	recorded func()
+}
+
+func newRouteKeeper(store *routes.Store, node string, logger *slog.Logger, m *metrics, hooks routeHooks) *routeKeeper {
+	return &routeKeeper{store: store, node: node, logger: logger, metrics: m, hooks: hooks, queue: make(chan routes.Route, 1<<13), down: map[string]bool{}}
 }
 
 // admits tells whether the route of uid could be recorded now: no server it goes to is failing.
@@ -227,6 +235,9 @@ func (k *routeKeeper) check(ctx context.Context) {
 	k.stale = false
 	k.mu.Unlock()
 	k.logger.Info("routes recorded again")
+	if k.hooks.recorded != nil {
+		k.hooks.recorded()
+	}
 }
 
 // resync records every local route, replays the stored messages of users with a pending marker,
@@ -234,13 +245,13 @@ func (k *routeKeeper) check(ctx context.Context) {
 func (k *routeKeeper) resync(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	local := k.local()
+	local := k.hooks.local()
 	pending, err := k.store.RegisterAllPending(ctx, local)
 	if err != nil {
 		return err
 	}
 	if len(pending) > 0 {
-		go k.replay(pending)
+		go k.hooks.replay(pending)
 	}
 	k.mu.Lock()
 	lost := k.lost
@@ -277,7 +288,7 @@ func (k *routeKeeper) reconcileIfLost(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := k.reconcile(ctx, k.local()); err != nil {
+	if err := k.reconcile(ctx, k.hooks.local()); err != nil {
 		k.setLost()
 		k.logger.Warn("reconciling routes after dropped removals failed; will retry", "err", err)
 	}

@@ -35,8 +35,10 @@ type server struct {
 	acks     *ackForwarder // devices' acks, on their way to push-route
 	replays  *replayer     // pending messages for new connections
 	producer *upstream.Producer
-	// roomRegistry is where the node records how many members of each room it holds.
+	// roomRegistry is where the node records how many members of each room it holds; roomsStale
+	// asks for all of it to be written again.
 	roomRegistry roomRegistry
+	roomsStale   atomic.Bool
 
 	// seq numbers connections; it starts at the start time in nanoseconds so conn ids stay unique
 	// across restarts of a node with the same id.
@@ -90,7 +92,9 @@ func newServer(cfg Config, logger *slog.Logger, deps serverDeps) (*server, error
 	})
 	s.seq.Store(uint64(time.Now().UnixNano()))
 	s.pong, _ = json.Marshal(map[string]string{"type": wire.TypePong})
-	s.routes = newRouteKeeper(deps.routes, cfg.NodeID, logger, m, s.localRoutes, s.replayRoutes)
+	s.routes = newRouteKeeper(deps.routes, cfg.NodeID, logger, m, routeHooks{
+		local: s.localRoutes, replay: s.replayRoutes, recorded: s.roomsLost,
+	})
 	s.acks = newAckForwarder(deps.pushRoute, logger, m, defaultAckOptions())
 	s.replays = newReplayer(deps.pushRoute, logger, m, s.draining.Load)
 	engine, err := wsconn.NewEngine(wsconn.Config{Pollers: cfg.Pollers, Workers: cfg.Workers, MaxMessage: cfg.MaxFrame}, s)

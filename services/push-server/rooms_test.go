@@ -188,8 +188,9 @@ func TestRoomRegistryAfterRedisOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.send(`{"type":"join","room":"during-outage","ref":"j2"}`)
-	a.nextTyped(wire.TypeJoined) // answered anyway: the registry catches up when Redis is back
-	if err := r.Restart(context.Background()); err != nil { // empty: it keeps nothing
+	// Answered anyway: the registry catches up when Redis is back, which comes back empty.
+	a.nextTyped(wire.TypeJoined)
+	if err := r.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the room joined during the outage registered", registered("during-outage", 1))

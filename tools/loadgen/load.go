@@ -192,7 +192,7 @@ func (r *report) runLoad(ctx context.Context, o options, st stack, pool *workers
 	case modeUpstream:
 		err = r.runUpstream(ctx, o, pool, w, stderr)
 	case modeRoom:
-		err = r.runRoom(ctx, o, st, pool, w, stderr)
+		err = r.runRoom(ctx, o, st, pool, w, open, stderr)
 	}
 	if err != nil {
 		return err

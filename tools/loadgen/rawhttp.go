@@ -39,6 +39,11 @@ func newRawCaller(rawURL, apiKey string, timeout time.Duration) (*rawCaller, err
 // post sends body and returns the answer's body (valid until the next call) and a failure kind ("" on
 // 200), as apiCall does.
 func (c *rawCaller) post(body []byte, buf *bytes.Buffer) ([]byte, string) {
+	return c.postTo(c.path, body, buf)
+}
+
+// postTo is post to another path of the same server, over the same connection.
+func (c *rawCaller) postTo(path string, body []byte, buf *bytes.Buffer) ([]byte, string) {
 	if c.conn == nil {
 		conn, err := net.DialTimeout("tcp", c.addr, c.timeout)
 		if err != nil {
@@ -47,7 +52,7 @@ func (c *rawCaller) post(body []byte, buf *bytes.Buffer) ([]byte, string) {
 		c.conn, c.br = conn, bufio.NewReaderSize(conn, 16<<10)
 	}
 	c.req = append(c.req[:0], "POST "...)
-	c.req = append(c.req, c.path...)
+	c.req = append(c.req, path...)
 	c.req = append(c.req, " HTTP/1.1\r\nHost: "...)
 	c.req = append(c.req, c.host...)
 	c.req = append(c.req, "\r\nContent-Type: application/json\r\nAuthorization: "...)

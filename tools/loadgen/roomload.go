@@ -7,14 +7,13 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
 // runRoom publishes -room-rate messages a second of -room-size bytes into the rooms the connections
 // joined (round-robin over them), through push-route's room API, for warm-up + duration, with
 // -callers callers taking the messages from one pacer.
-func (r *report) runRoom(ctx context.Context, o options, st stack, pool *workers, w *watch, stderr io.Writer) error {
+func (r *report) runRoom(ctx context.Context, o options, st stack, pool *workers, w *watch, open []int, stderr io.Writer) error {
 	lr := r.Load
 	lr.Rooms, lr.Callers = o.rooms, o.callers
 	from := time.Now().Add(200 * time.Millisecond)
@@ -27,45 +26,34 @@ func (r *report) runRoom(ctx context.Context, o options, st stack, pool *workers
 	base := strings.TrimRight(st.PushAPIURL, "/")
 	prefix := roomPrefix(o)
 	jobs := make(chan int, 1024) // the message's sequence number; its room is seq mod rooms
-	var published, errs atomic.Int64
 	var mu sync.Mutex
 	callErrs := map[string]int{}
+	byRoom := make([]int64, o.rooms) // published in the window, by room
 	var wg sync.WaitGroup
 	for range o.callers {
-		callers := map[int]*rawCaller{}
+		c, err := newRawCaller(base+"/v1/rooms", st.APIKey, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.close()
 		wg.Go(func() {
-			defer func() {
-				for _, c := range callers {
-					c.close()
-				}
-			}()
 			var body []byte
 			var buf bytes.Buffer
 			for seq := range jobs {
 				room := seq % o.rooms
-				c := callers[room]
-				if c == nil {
-					var err error
-					if c, err = newRawCaller(fmt.Sprintf("%s/v1/rooms/%s-%d/push", base, prefix, room), st.APIKey, 30*time.Second); err != nil {
-						errs.Add(1)
-						continue
-					}
-					callers[room] = c
-				}
 				sent := time.Now()
 				body = appendRoomBody(body[:0], sent.UnixNano(), o.roomSize)
-				_, fail := c.post(body, &buf)
+				_, fail := c.postTo(fmt.Sprintf("/v1/rooms/%s-%d/push", prefix, room), body, &buf)
 				if sent.Before(start) || !sent.Before(end) {
 					continue
 				}
+				mu.Lock()
 				if fail != "" {
-					errs.Add(1)
-					mu.Lock()
 					callErrs[fail]++
-					mu.Unlock()
-					continue
+				} else {
+					byRoom[room]++
 				}
-				published.Add(1)
+				mu.Unlock()
 			}
 		})
 	}
@@ -97,11 +85,17 @@ func (r *report) runRoom(ctx context.Context, o options, st stack, pool *workers
 	if err != nil {
 		return err
 	}
-	lr.Published = published.Load()
 	lr.CallErrors = callErrs
 	lr.RoomFrames, lr.RoomBytes, lr.Sampled = got.RoomFrames, got.RoomBytes, got.Sampled
-	// Round-robin: each room got Published/rooms of the messages (give or take one).
-	lr.SampleExpected = int64(got.Sampled) * lr.Published / int64(o.rooms)
+	for _, n := range byRoom {
+		lr.Published += n
+	}
+	// A sampled member (every -sample-every-th connection) should get what its room got.
+	for _, i := range open {
+		if i%o.sampleEvery == 0 {
+			lr.SampleExpected += byRoom[i%o.rooms]
+		}
+	}
 	if lr.Conns > 0 {
 		lr.FramesPerConnS = float64(lr.RoomFrames) / float64(lr.Conns) / lr.Seconds
 	}

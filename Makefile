@@ -20,9 +20,10 @@ run: deps build
 run-cluster: deps build
 	$(GO) run ./tools/stack -bin $(BIN) -cluster
 
-# The admin console's browser tests drive Debian's chromium, so the tests need it too.
+# The admin console's browser tests drive Debian's chromium, and the alert rules are checked with
+# Prometheus's promtool, so the tests need both.
 test: deps fmt-check vet
-	@scripts/install-deps.sh chromium
+	@scripts/install-deps.sh chromium prometheus
 	$(GO) test -race -count=1 -timeout 15m $(ALL)
 	$(GO) test -count=1 -run 'TestWatchEmptiesWhenZooKeeperIsGone' ./pkg/discovery
 	@scripts/fuzz.sh 3s

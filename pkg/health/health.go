@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/heraldpush/herald/pkg/buildinfo"
 	"github.com/heraldpush/herald/pkg/httpapi"
 )
@@ -76,4 +78,34 @@ func Run(ctx context.Context, checks ...Check) map[string]error {
 	}
 	wg.Wait()
 	return results
+}
+
+// collector exports the readiness checks as herald_ready_check{check} (1 passing, 0 failing), run
+// at each scrape: what an alert on an unreachable dependency reads.
+type collector struct {
+	checks  []Check
+	timeout time.Duration
+	desc    *prometheus.Desc
+}
+
+// Collector returns a Prometheus collector of checks, each bounded by timeout at every scrape.
+func Collector(timeout time.Duration, checks ...Check) prometheus.Collector {
+	return &collector{checks: checks, timeout: timeout, desc: prometheus.NewDesc(
+		"herald_ready_check", "Readiness checks by name (redis, mysql, zookeeper, kafka, …): 1 passing, 0 failing, run at each scrape.",
+		[]string{"check"}, nil)}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	results := Run(ctx, c.checks...)
+	for _, check := range c.checks {
+		v := 1.0
+		if results[check.Name] != nil {
+			v = 0
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, check.Name)
+	}
 }

@@ -127,11 +127,12 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// OpsMux is the base of every service's internal listener: /metrics from reg, /healthz, /readyz over
-// ready, and the runtime profiles under /debug/pprof/ (internal only: a profile shows code paths and
+// OpsMux is the base of every service's internal listener: /metrics from reg (which gains the
+// readiness checks as herald_ready_check{check}), /healthz, /readyz over ready, and the runtime profiles under /debug/pprof/ (internal only: a profile shows code paths and
 // costs CPU while it runs; the command line, which may hold secrets given as flags, is not served).
 // Services with an internal API add their endpoints to it.
 func OpsMux(reg *prometheus.Registry, ready []health.Check) *http.ServeMux {
+	reg.MustRegister(health.Collector(2*time.Second, ready...))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("GET /healthz", health.Healthz())

@@ -96,6 +96,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // gauges are the functions the node's gauges read at each scrape.
 type gauges struct {
 	connections, users, acksBuffered, replaysWaiting func() int
+	maxConns                                         int
 }
 
 func (m *metrics) registerGauges(reg prometheus.Registerer, g gauges) {
@@ -107,5 +108,6 @@ func (m *metrics) registerGauges(reg prometheus.Registerer, g gauges) {
 		gauge("herald_ws_users", "Distinct users with an open connection.", g.users),
 		gauge("herald_acks_buffered", "Acks waiting to be handed to push-route.", g.acksBuffered),
 		gauge("herald_replays_waiting", "New connections waiting for their pending messages.", g.replaysWaiting),
+		gauge("herald_ws_connections_limit", "The node's -max-conns: connections beyond it are refused (503).", func() int { return g.maxConns }),
 	)
 }

@@ -107,6 +107,7 @@ func newServer(cfg Config, logger *slog.Logger, deps serverDeps) (*server, error
 		users:          func() int { _, u := s.hub.Count(); return u },
 		acksBuffered:   s.acks.buffered,
 		replaysWaiting: s.replays.waiting,
+		maxConns:       cfg.MaxConns,
 	})
 	return s, nil
 }

@@ -12,13 +12,16 @@ LDFLAGS  := -X github.com/heraldpush/herald/pkg/buildinfo.stamped=$(VERSION)
 
 .PHONY: run run-cluster test deps build vet fmt-check fuzz chaos release
 
+# PROMETHEUS=1 make run also runs Prometheus (Debian's package) scraping the stack, with the alert rules.
 run: deps build
-	$(GO) run ./tools/stack -bin $(BIN)
+	@if [ -n "$(PROMETHEUS)" ]; then scripts/install-deps.sh prometheus; fi
+	$(GO) run ./tools/stack -bin $(BIN) $(if $(PROMETHEUS),-prometheus)
 
 # The same at production shape: a ZooKeeper ensemble of 3, a Redis Cluster of 3 masters with a replica
 # each, 3 Kafka-protocol brokers, 2 push-routes, 3 push-servers, 2 auths and admin.
 run-cluster: deps build
-	$(GO) run ./tools/stack -bin $(BIN) -cluster
+	@if [ -n "$(PROMETHEUS)" ]; then scripts/install-deps.sh prometheus; fi
+	$(GO) run ./tools/stack -bin $(BIN) -cluster $(if $(PROMETHEUS),-prometheus)
 
 # The admin console's browser tests drive Debian's chromium, and the alert rules are checked with
 # Prometheus's promtool, so the tests need both.

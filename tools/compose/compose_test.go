@@ -87,6 +87,7 @@ func TestCompose(t *testing.T) {
 	t.Run("secrets", st.testSecrets)
 	t.Run("kafka-topic", st.testKafkaTopic)
 	t.Run("readme-tables", st.testReadme)
+	t.Run("operators", st.testOperators)
 }
 
 func (st *stack) herald() []string { return sortedKeys(heraldServices) }

@@ -42,6 +42,7 @@ type service struct {
 	stopGrace   time.Duration // compose's default, 10s, when not given
 	restart     string
 	command     []string
+	volumes     []string // short syntax: source:target[:mode]
 }
 
 type portMapping struct {
@@ -99,6 +100,13 @@ func parseService(name string, m map[string]any) (*service, error) {
 	s := &service{name: name, env: map[string]string{}, dependsOn: map[string]string{}, stopGrace: 10 * time.Second}
 	s.image, _ = scalar(m["image"])
 	s.restart, _ = scalar(m["restart"])
+	if vs, ok := m["volumes"].([]any); ok {
+		for _, v := range vs {
+			if str, ok := scalar(v); ok {
+				s.volumes = append(s.volumes, str)
+			}
+		}
+	}
 
 	switch b := m["build"].(type) {
 	case nil:

@@ -54,6 +54,9 @@ type options struct {
 	cluster bool
 	// clients is the directory of the browser client (clients/js), which the demo app serves.
 	clients string
+	// prometheus starts Prometheus beside the stack with prometheusRules, deploy/prometheus's alerts.
+	prometheus      bool
+	prometheusRules string
 }
 
 // demoAddr is where the demo web app listens (8091 by default); auth lets pages from it log in.
@@ -85,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.DurationVar(&o.restartDelay, "restart-delay", 2*time.Second, "restart a service that died after this long (0: report it and leave it down)")
 	fs.IntVar(&o.basePort, "base-port", 8080, "first public port of the services (internal ports are 1000 above)")
 	fs.StringVar(&o.clients, "clients", "clients/js", "directory of the browser client (herald.js), served with the demo web app")
+	fs.BoolVar(&o.prometheus, "prometheus", false, "also run Prometheus (Debian's package) scraping the stack with deploy/prometheus's alert rules; its URL is printed and in stack.json")
+	fs.StringVar(&o.prometheusRules, "prometheus-rules", "deploy/prometheus/alerts.yml", "the alert rules -prometheus loads")
 	fs.BoolVar(&o.cluster, "cluster", false, "run at production shape: a ZooKeeper ensemble of 3, a Redis Cluster of 3 masters with a replica each, 3 Kafka-protocol brokers, and several instances of every service")
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
@@ -158,6 +163,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("demo listener: %w", err)
 	}
 	started.DemoURL = "http://" + o.demoAddr() + "/"
+	if o.prometheus {
+		if started.PrometheusURL, err = startPrometheus(ctx, logger, o, started); err != nil {
+			return err
+		}
+	}
 	stackMu.Lock()
 	stack = started
 	stackMu.Unlock()
@@ -199,6 +209,9 @@ func printStack(w io.Writer, s Stack, path string) {
 	}
 	for _, ps := range s.PushServers {
 		fmt.Fprintf(w, "  push-server   %s %s\n", ps.ID, ps.WSURL)
+	}
+	if s.PrometheusURL != "" {
+		fmt.Fprintf(w, "  prometheus    %s   (the stack's metrics and deploy/prometheus's alerts)\n", s.PrometheusURL)
 	}
 	if s.DemoURL != "" {
 		fmt.Fprintf(w, "  demo app      %s   (a web page that receives pushes: open it in a browser)\n", s.DemoURL)

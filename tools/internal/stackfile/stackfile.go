@@ -57,6 +57,8 @@ type Stack struct {
 	// DemoURL is the demo web app: a page that is a Herald client (clients/js), for trying pushes
 	// in a browser.
 	DemoURL string `json:"demo_url,omitempty"`
+	// PrometheusURL is the Prometheus the stack runs with -prometheus (make run PROMETHEUS=1).
+	PrometheusURL string `json:"prometheus_url,omitempty"`
 }
 
 // PushServer is one push-server node of the stack.

@@ -21,29 +21,65 @@ type Fanout struct {
 	sent   func(frames, writes int) // counts what was written, for metrics
 
 	mu      sync.Mutex
-	pending map[string][]wire.Message // by room: the messages of the current window
+	pending map[string][]wire.Message // by room: the messages of the current window, or not sent yet
+	sending map[string]bool           // without a window: the rooms a sender goroutine is draining
+	drained *sync.Cond                // signalled when a sender takes a room's queue
 }
+
+// maxQueued bounds a room's queue without a window: a publisher waits while it is full, so a room
+// published into faster than its members can be written pushes back on push-route's calls instead of
+// growing without bound.
+const maxQueued = 1024
 
 // NewFanout returns a fanout over table merging each room's messages of window (0: none).
 func NewFanout(table *Table, window time.Duration, sent func(frames, writes int)) *Fanout {
-	return &Fanout{table: table, window: window, sent: sent, pending: map[string][]wire.Message{}}
+	f := &Fanout{table: table, window: window, sent: sent, pending: map[string][]wire.Message{}, sending: map[string]bool{}}
+	f.drained = sync.NewCond(&f.mu)
+	return f
 }
 
 // Publish hands m to the room's members here and returns how many there are now. With a window it
-// is sent with the window's other messages when the window ends.
+// is sent with the window's other messages when the window ends; without one, as a frame of its own,
+// in publish order, by a goroutine that drains the room's queue: the caller (push-route's call) does
+// not wait for a fan-out to thousands of members.
 func (f *Fanout) Publish(room string, m wire.Message) int {
 	members := f.table.Len(room)
 	if members == 0 {
 		return 0
 	}
-	if f.window <= 0 {
-		f.send(room, []wire.Message{m})
-		return members
-	}
 	f.mu.Lock()
+	for f.window <= 0 && len(f.pending[room]) >= maxQueued {
+		f.drained.Wait()
+	}
 	f.pending[room] = append(f.pending[room], m)
+	start := f.window <= 0 && !f.sending[room]
+	if start {
+		f.sending[room] = true
+	}
 	f.mu.Unlock()
+	if start {
+		go f.drain(room)
+	}
 	return members
+}
+
+// drain sends room's queued messages one frame each until the queue is empty (no window).
+func (f *Fanout) drain(room string) {
+	for {
+		f.mu.Lock()
+		items := f.pending[room]
+		delete(f.pending, room)
+		f.drained.Broadcast()
+		if len(items) == 0 {
+			delete(f.sending, room)
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+		for _, m := range items {
+			f.send(room, []wire.Message{m})
+		}
+	}
 }
 
 // Run flushes the windows until ctx ends; without a window it returns at once.

@@ -62,10 +62,11 @@ func TestHoldKeepsFramesUntilRelease(t *testing.T) {
 	if err != nil || hold == nil || first {
 		t.Fatalf("JoinHeld: %v %v %v", hold, first, err)
 	}
-	var frames int
-	f := NewFanout(tb, 0, func(n, writes int) { frames += n })
+	sent := make(chan int, 2)
+	f := NewFanout(tb, 0, func(n, writes int) { sent <- n })
 	f.Publish("chat", wire.Message{ID: "m1", Data: []byte(`1`)})
 	f.Publish("chat", wire.Message{ID: "m2", Data: []byte(`2`)})
+	frames := <-sent + <-sent // a frame each, sent off the caller
 	var held []string
 	hold.Release(func(ms []wire.Message) {
 		for _, m := range ms {

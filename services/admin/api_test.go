@@ -495,3 +495,18 @@ func TestLogoutEndsTheSessionOnEveryInstance(t *testing.T) {
 		t.Fatalf("the logged-out session on the second instance: %d, want a redirect to the login page", r.status)
 	}
 }
+
+// TestOpenAPIServed: the console serves the APIs' descriptions to anyone, and a JSON 404 for others.
+func TestOpenAPIServed(t *testing.T) {
+	for file, want := range map[string]int{"push-route.yaml": 200, "auth.yaml": 200, "nope.yaml": 404, "..%2Fgo.mod": 404} {
+		resp, err := http.Get(adminURL + "/openapi/" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == 200 && !strings.HasPrefix(string(b), "openapi: 3.1.0")) {
+			t.Errorf("%s: %d %.60s, want %d", file, resp.StatusCode, b, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ require (
 	github.com/chromedp/cdproto v0.159.1
 	github.com/chromedp/chromedp v0.22.1
 	github.com/go-sql-driver/mysql v1.10.1
+	github.com/heraldpush/herald/api v0.0.0
 	github.com/heraldpush/herald/pkg v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/segmentio/kafka-go v0.4.51
@@ -47,6 +48,7 @@ require (
 )
 
 replace (
+	github.com/heraldpush/herald/api => ../../api
 	github.com/heraldpush/herald/lua => ../../lua
 	github.com/heraldpush/herald/migrations => ../../migrations
 	github.com/heraldpush/herald/pkg => ../../pkg

@@ -90,6 +90,7 @@ func NewServer(logger *slog.Logger, cfg Config, d serverDeps) http.Handler {
 		renderStatus(w, r, http.StatusNotFound, "Not found", "There is no page "+r.Method+" "+r.URL.Path+".")
 	})))
 	mux.Handle("GET /static/", staticHandler())
+	mux.Handle("GET /openapi/{file}", d.metrics.http.Wrap(logger, "openapi", handleOpenAPI()))
 	mux.Handle("GET /healthz", health.Healthz())
 	mux.Handle("GET /readyz", health.Readyz(2*time.Second, d.ready...))
 	return securityHeaders(mux)

@@ -1,0 +1,11 @@
+// Package api holds the OpenAPI 3.1 descriptions of Herald's public HTTP APIs, embedded so that the
+// admin console can serve them (GET /openapi/{file}). tools/stack's TestOpenAPIMatchesTheServices
+// validates real calls against them.
+package api
+
+import "embed"
+
+// FS holds the descriptions in its root: auth.yaml, push-route.yaml.
+//
+//go:embed *.yaml
+var FS embed.FS

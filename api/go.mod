@@ -1,0 +1,3 @@
+module github.com/heraldpush/herald/api
+
+go 1.26.0

@@ -5,7 +5,7 @@ package api
 
 import "embed"
 
-// FS holds the descriptions in its root: auth.yaml, push-route.yaml.
+// FS holds the descriptions in its root: admin.yaml, auth.yaml, push-route.yaml.
 //
 //go:embed *.yaml
 var FS embed.FS

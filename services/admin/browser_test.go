@@ -447,9 +447,24 @@ func fill(t testing.TB, ctx context.Context, sel, value string) {
 	act(t, ctx, "fill "+sel, chromedp.SetValue(chromedp.CSS(sel), value))
 }
 
+// text reads the text of sel. The overview replaces its rows every 5 s (admin.js), so a node found by
+// the query may be gone when its text is read: that is read again, a few times.
 func text(t testing.TB, ctx context.Context, sel string) string {
 	t.Helper()
-	return strings.TrimSpace(act(t, ctx, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
+	for range 5 {
+		sctx, cancel := context.WithTimeout(ctx, step)
+		v, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			return strings.TrimSpace(v)
+		}
+		if !strings.Contains(err.Error(), "No node with given id") {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("read %s: the node kept being replaced", sel)
+	return ""
 }
 
 func count(t testing.TB, ctx context.Context, sel string) int {

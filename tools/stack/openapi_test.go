@@ -22,6 +22,7 @@ type apiCall struct {
 	method, path, body, key string
 	status                  int
 	bad                     bool
+	basic                   []string // an admin's user and password, instead of a bearer key
 }
 
 // TestOpenAPIMatchesTheServices sends real calls to a running stack's auth and push-route, the happy
@@ -74,6 +75,35 @@ func TestOpenAPIMatchesTheServices(t *testing.T) {
 		{method: "GET", path: "/v1/rooms/oa-room", key: "", status: 401},
 		{method: "GET", path: "/healthz", status: 200},
 	})
+	admin, wrong := []string{st.AdminUser, st.AdminPassword}, []string{st.AdminUser, "wrong-password"}
+	ps := st.PushServers[0].ID
+	check(t, "../../api/admin.yaml", st.AdminURL, []apiCall{
+		{method: "GET", path: "/api/v1/overview", basic: admin, status: 200},
+		{method: "GET", path: "/api/v1/overview", basic: wrong, status: 401},
+		{method: "GET", path: "/api/v1/nodes", basic: admin, status: 200},
+		{method: "POST", path: "/api/v1/nodes/nope/drain", basic: admin, status: 404},
+		{method: "POST", path: "/api/v1/nodes/" + ps + "/undrain", basic: admin, status: 409},
+		{method: "POST", path: "/api/v1/push", basic: admin, body: `{"uids":["oa-user"],"data":{"text":"from the console"}}`, status: 200},
+		{method: "POST", path: "/api/v1/push", basic: admin, body: `{"uids":[],"data":1}`, status: 400, bad: true},
+		{method: "POST", path: "/api/v1/broadcast", basic: admin, body: `{"data":"all"}`, status: 200},
+		{method: "POST", path: "/api/v1/rooms/oa-room/push", basic: admin, body: `{"data":"room"}`, status: 200},
+		{method: "POST", path: "/api/v1/rooms/oa-room/push", basic: admin, body: `{}`, status: 400, bad: true},
+		{method: "GET", path: "/api/v1/rooms", basic: admin, status: 200},
+		{method: "GET", path: "/api/v1/users/oa-user", basic: admin, status: 200},
+		{method: "GET", path: "/api/v1/users/a%7Cb", basic: admin, status: 400, bad: true},
+		{method: "GET", path: "/api/v1/accounts", basic: admin, status: 200},
+		{method: "POST", path: "/api/v1/accounts", basic: admin, body: `{"uid":"oa-account"}`, status: 201},
+		{method: "POST", path: "/api/v1/accounts", basic: admin, body: `{"uid":"oa-account"}`, status: 409},
+		{method: "POST", path: "/api/v1/accounts/oa-account/disable", basic: admin, status: 200},
+		{method: "POST", path: "/api/v1/accounts/oa-account/enable", basic: admin, status: 200},
+		{method: "POST", path: "/api/v1/accounts/oa-account/password", basic: admin, body: `{"password":"a-long-password"}`, status: 200},
+		{method: "POST", path: "/api/v1/accounts/nobody-here/disable", basic: admin, status: 404},
+		{method: "GET", path: "/api/v1/keys", basic: admin, status: 200},
+		{method: "POST", path: "/api/v1/keys", basic: admin, body: `{"name":"oa"}`, status: 201},
+		{method: "POST", path: "/api/v1/keys/999999/revoke", basic: admin, status: 404},
+		{method: "GET", path: "/api/v1/upstream", basic: admin, status: 200},
+		{method: "POST", path: "/api/v1/users/oa-user/kick", basic: admin, status: 200},
+	})
 }
 
 // check validates calls against the description at spec, served at base.
@@ -102,6 +132,9 @@ func check(t *testing.T, spec, base string, calls []apiCall) {
 		}
 		if c.key != "" {
 			req.Header.Set("Authorization", "Bearer "+c.key)
+		}
+		if len(c.basic) == 2 {
+			req.SetBasicAuth(c.basic[0], c.basic[1])
 		}
 		route, params, err := router.FindRoute(req)
 		if err != nil {

@@ -64,13 +64,20 @@ func (s *server) publicHandler() http.Handler {
 	return mux
 }
 
+// requestToken is the token a request carries: ?token= (what EventSource can send) or Authorization:
+// Bearer; "" when none.
+func requestToken(r *http.Request) string {
+	if tok := r.URL.Query().Get("token"); tok != "" {
+		return tok
+	}
+	tok, _ := httpapi.BearerToken(r)
+	return tok
+}
+
 // admitHTTP runs the upgrade's checks for a request opening an SSE stream or a long-poll session. It
 // counts the session as pending until open takes it over, or refuses it.
 func (s *server) admitHTTP(r *http.Request) (handshakeState, *refusal) {
-	hs := handshakeState{token: r.URL.Query().Get("token")}
-	if hs.token == "" {
-		hs.token, _ = httpapi.BearerToken(r)
-	}
+	hs := handshakeState{token: requestToken(r)}
 	s.pending.Add(1)
 	ref := s.admit(&hs)
 	if ref != nil {
@@ -166,8 +173,14 @@ func (s *server) handlePoll(w http.ResponseWriter, r *http.Request) {
 func writeFrames(w http.ResponseWriter, frames [][]byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	body := append(bytes.Join(frames, []byte(",")), ']')
-	w.Write(append([]byte{'['}, body...))
+	body := []byte{'['}
+	for i, f := range frames {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, f...)
+	}
+	w.Write(append(body, ']'))
 }
 
 // handleSend takes one client frame, or a JSON array of them, for an SSE or long-poll session; what
@@ -278,10 +291,7 @@ func splitFrames(body []byte) ([][]byte, error) {
 // (?token= or Authorization: Bearer): then it must verify and be the session's user's. An expired
 // token is told as such; the session itself outlives its token, as an open WebSocket does.
 func (s *server) findSession(r *http.Request, session string) (*httpSession, error) {
-	tok := r.URL.Query().Get("token")
-	if tok == "" {
-		tok, _ = httpapi.BearerToken(r)
-	}
+	tok := requestToken(r)
 	uid := ""
 	if tok != "" {
 		claims, err := s.verifier.Verify(tok)

@@ -225,6 +225,24 @@ type watch struct {
 	deltas map[string]metricDelta
 }
 
+// window takes the counters and CPU times at the measured window's edges while the load runs, then
+// waits for the senders (done, when there is something to wait for) and for what is still on its way
+// (drain).
+func (w *watch) window(ctx context.Context, start, end time.Time, done func(), drain time.Duration) error {
+	if err := sleepUntil(ctx, start); err != nil {
+		return err
+	}
+	w.begin()
+	if err := sleepUntil(ctx, end); err != nil {
+		return err
+	}
+	w.end()
+	if done != nil {
+		done()
+	}
+	return sleepUntil(ctx, time.Now().Add(drain))
+}
+
 func (w *watch) begin() {
 	w.before = map[string]map[string]float64{}
 	for name, read := range w.sources {
@@ -390,17 +408,7 @@ func (r *report) runPush(ctx context.Context, o options, st stack, pool *workers
 			}
 		})
 	}
-	// The CPU and counters are taken at the window's edges, while the callers run.
-	if err := sleepUntil(ctx, start); err != nil {
-		return err
-	}
-	w.begin()
-	if err := sleepUntil(ctx, end); err != nil {
-		return err
-	}
-	w.end()
-	wg.Wait()
-	if err := sleepUntil(ctx, time.Now().Add(o.drain)); err != nil {
+	if err := w.window(ctx, start, end, wg.Wait, o.drain); err != nil {
 		return err
 	}
 
@@ -529,15 +537,7 @@ func (r *report) runUpstream(ctx context.Context, o options, pool *workers, w *w
 	}
 	fmt.Fprintf(stderr, "loadgen: upstream: %d connections, window %d, %s each: %s warm-up, %s measured\n",
 		lr.Conns, o.window, rate, o.warmup, o.duration)
-	if err := sleepUntil(ctx, start); err != nil {
-		return err
-	}
-	w.begin()
-	if err := sleepUntil(ctx, end); err != nil {
-		return err
-	}
-	w.end()
-	if err := sleepUntil(ctx, time.Now().Add(o.drain)); err != nil {
+	if err := w.window(ctx, start, end, nil, o.drain); err != nil {
 		return err
 	}
 	got, lat, _, err := gather(ctx, pool)

@@ -69,16 +69,7 @@ func (r *report) runRoom(ctx context.Context, o options, st stack, pool *workers
 			jobs <- n
 		}
 	}()
-	if err := sleepUntil(ctx, start); err != nil {
-		return err
-	}
-	w.begin()
-	if err := sleepUntil(ctx, end); err != nil {
-		return err
-	}
-	w.end()
-	wg.Wait()
-	if err := sleepUntil(ctx, time.Now().Add(o.drain)); err != nil {
+	if err := w.window(ctx, start, end, wg.Wait, o.drain); err != nil {
 		return err
 	}
 	got, lat, _, err := gather(ctx, pool)

@@ -229,14 +229,6 @@ func (t *Table) members(name string) []*member {
 // Len is how many members the room has here.
 func (t *Table) Len(name string) int { return len(t.members(name)) }
 
-// RoomsOf returns the rooms c is in.
-func (t *Table) RoomsOf(c *wsconn.Conn) []string {
-	cs := t.connShard(c)
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	return slices.Clone(cs.rooms[c])
-}
-
 func (t *Table) touch(name string) {
 	t.dirtyMu.Lock()
 	t.dirty[name] = struct{}{}

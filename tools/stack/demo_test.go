@@ -132,7 +132,7 @@ func demoTransport(t *testing.T, ctx context.Context, st Stack, transport string
 	acked := acksAt(t, st)
 	do("a push reaches the page",
 		chromedp.SetValue(chromedp.CSS(`#push-text`), "first push"),
-		chromedp.Click(chromedp.CSS(`#push-me`)),
+		press(`#push-me`),
 		chromedp.WaitVisible(chromedp.CSS(`#pushes li.push`)))
 	if got := text(`#pushes li.push`); !strings.HasPrefix(got, "first push") {
 		t.Fatalf("push shown as %q", got)
@@ -147,11 +147,11 @@ func demoTransport(t *testing.T, ctx context.Context, st Stack, transport string
 	do("a line said in the room reaches the page",
 		chromedp.WaitVisible(chromedp.CSS(`#room-state.joined`)),
 		chromedp.SetValue(chromedp.CSS(`#chat-text`), "room line one"),
-		chromedp.Click(chromedp.CSS(`#say`)),
+		press(`#say`),
 		chromedp.WaitVisible(chromedp.CSS(`#chat li.said`)))
 
 	do("an upstream message is acknowledged",
-		chromedp.Click(chromedp.CSS(`#send-up`)),
+		press(`#send-up`),
 		chromedp.WaitVisible(chromedp.CSS(`#ups li.acked`)))
 	if got := text(`#ups li.acked`); !strings.Contains(got, "acked as ") {
 		t.Fatalf("upstream shown as %q", got)
@@ -162,11 +162,11 @@ func demoTransport(t *testing.T, ctx context.Context, st Stack, transport string
 	const arrived = `[...document.querySelectorAll("#pushes li.push")].filter(li => li.textContent.startsWith("while away")).length`
 	const said = `[...document.querySelectorAll("#chat li.said")].filter(li => li.textContent.startsWith("said while away")).length`
 	do("a ttl push and a room line sent while the page reconnects arrive",
-		chromedp.Click(chromedp.CSS(`#reconnect`)),
+		press(`#reconnect`),
 		chromedp.SetValue(chromedp.CSS(`#push-text`), "while away"),
-		chromedp.Click(chromedp.CSS(`#push-me`)),
+		press(`#push-me`),
 		chromedp.SetValue(chromedp.CSS(`#chat-text`), "said while away"),
-		chromedp.Click(chromedp.CSS(`#say`)),
+		press(`#say`),
 		chromedp.Poll[chromedp.Void](arrived+" > 0 && "+said+" > 0", chromedp.WithPollingTimeout(30*time.Second)),
 		chromedp.WaitVisible(open))
 	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](arrived+" * 10 + "+said))
@@ -197,7 +197,7 @@ func demoTransport(t *testing.T, ctx context.Context, st Stack, transport string
 	const moved = `[...document.querySelectorAll("#pushes li.push")].filter(li => li.textContent.startsWith("during the drain")).length`
 	do("the page moves to the other node and gets the push sent meanwhile",
 		chromedp.SetValue(chromedp.CSS(`#push-text`), "during the drain"),
-		chromedp.Click(chromedp.CSS(`#push-me`)),
+		press(`#push-me`),
 		chromedp.Poll[chromedp.Void](moved+` > 0 && document.querySelector(`+strconv.Quote(`#state.open[data-transport="`+transport+`"]`)+`) && document.querySelector("#node").textContent !== `+strconv.Quote(from), chromedp.WithPollingTimeout(30*time.Second)))
 
 	if transport != "websocket" {
@@ -236,4 +236,14 @@ func acksAt(t *testing.T, st Stack) float64 {
 		}
 	}
 	return sum
+}
+
+// press clicks the button sel through the DOM. A click by coordinates can land beside it: the page's
+// status line and lists change while it reconnects, and the button may move between the moment its
+// position is read and the click.
+func press(sel string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Evaluate[any](`document.querySelector(`+strconv.Quote(sel)+`).click()`)(ctx, tg)
+		return chromedp.Void{}, err
+	}
 }

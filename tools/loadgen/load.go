@@ -380,7 +380,7 @@ func (r *report) runPush(ctx context.Context, o options, st stack, pool *workers
 	for k := range o.callers {
 		wg.Go(func() {
 			cs := &stats[k]
-			cs.errs = map[string]int{}
+			cs.errs, cs.lat = map[string]int{}, latency.New()
 			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(k)))
 			perm := make([]string, len(uids))
 			copy(perm, uids)

@@ -118,20 +118,52 @@ type caller struct {
 // call sends in (nil: no body) to url and decodes a 2xx answer into out (nil: discarded), reading
 // at most maxAnswer bytes of it. A non-2xx answer is an *Error, wrapped with the path.
 func (c *caller) call(ctx context.Context, method, url, traceID string, in, out any, maxAnswer int64) error {
-	var body io.Reader
+	var body []byte
+	contentType := ""
 	if in != nil {
 		b, err := Encode(in)
 		if err != nil {
 			return fmt.Errorf("%s %s: encode: %w", c.description, url, err)
 		}
-		body = bytes.NewReader(b)
+		body, contentType = b, "application/json"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	return c.send(ctx, method, url, traceID, contentType, body, func(resp *http.Response) error {
+		if out == nil {
+			return nil
+		}
+		return json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out)
+	})
+}
+
+// callBinary posts body, of the binary media type contentType, to url and returns the 2xx answer's
+// body, which must be of the same type, reading at most maxAnswer bytes of it. Errors are as for call.
+func (c *caller) callBinary(ctx context.Context, url, traceID, contentType string, body []byte, maxAnswer int64) ([]byte, error) {
+	var answer bytes.Buffer
+	err := c.send(ctx, http.MethodPost, url, traceID, contentType, body, func(resp *http.Response) error {
+		if got := resp.Header.Get("Content-Type"); got != contentType {
+			return fmt.Errorf("answered in %q, not %q", got, contentType)
+		}
+		if resp.ContentLength > 0 && resp.ContentLength <= maxAnswer {
+			answer.Grow(int(resp.ContentLength) + bytes.MinRead)
+		}
+		_, err := answer.ReadFrom(io.LimitReader(resp.Body, maxAnswer))
+		return err
+	})
+	return answer.Bytes(), err
+}
+
+// send makes one call and hands a 2xx answer to read.
+func (c *caller) send(ctx context.Context, method, url, traceID, contentType string, body []byte, read func(*http.Response) error) error {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, r)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", c.description, url, err)
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set(c.authHeader, c.authValue)
 	if traceID != "" {
@@ -149,10 +181,7 @@ func (c *caller) call(ctx context.Context, method, url, traceID string, in, out 
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("%s %s: %w", c.description, req.URL.Path, ReadError(resp))
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
+	if err := read(resp); err != nil {
 		return fmt.Errorf("%s %s: decode answer: %w", c.description, req.URL.Path, err)
 	}
 	return nil

@@ -24,21 +24,37 @@ func NewNodeClient(hc *http.Client, secret string) *NodeClient {
 }
 
 // DeliverBatch hands items to the node and returns one answer per item, in order. An item the node
-// refused carries its Error; the others are delivered regardless.
-func (n *NodeClient) DeliverBatch(ctx context.Context, nodeURL string, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
-	var resp wire.DeliverBatchResponse
-	if err := n.c.call(ctx, http.MethodPost, joinURL(nodeURL, wire.PathDeliverBatch), "", wire.DeliverBatchRequest{Items: items}, &resp, maxNodeAnswer); err != nil {
-		return nil, err
+// refused carries its Error; the others are delivered regardless. binary sends the call in its binary
+// form (wire.ContentTypeProtobuf), which only a node that lists that encoding reads.
+func (n *NodeClient) DeliverBatch(ctx context.Context, nodeURL string, binary bool, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
+	url := joinURL(nodeURL, wire.PathDeliverBatch)
+	var answers []wire.DeliverResponse
+	if binary {
+		b, err := n.c.callBinary(ctx, url, "", wire.ContentTypeProtobuf, wire.AppendDeliverBatchRequest(nil, items), maxNodeAnswer)
+		if err == nil {
+			if answers, err = wire.ParseDeliverBatchResponse(b); err != nil {
+				err = fmt.Errorf("push-server %s: %w", wire.PathDeliverBatch, err)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		var resp wire.DeliverBatchResponse
+		if err := n.c.call(ctx, http.MethodPost, url, "", wire.DeliverBatchRequest{Items: items}, &resp, maxNodeAnswer); err != nil {
+			return nil, err
+		}
+		answers = resp.Items
 	}
-	if len(resp.Items) != len(items) {
-		return nil, fmt.Errorf("push-server %s: %d answers for %d items", wire.PathDeliverBatch, len(resp.Items), len(items))
+	if len(answers) != len(items) {
+		return nil, fmt.Errorf("push-server %s: %d answers for %d items", wire.PathDeliverBatch, len(answers), len(items))
 	}
-	for i, item := range resp.Items {
+	for i, item := range answers {
 		if item.Error == nil && len(item.Results) != len(items[i].UIDs) {
 			return nil, fmt.Errorf("push-server %s: item %d: %d results for %d uids", wire.PathDeliverBatch, i, len(item.Results), len(items[i].UIDs))
 		}
 	}
-	return resp.Items, nil
+	return answers, nil
 }
 
 // Broadcast writes m to every connection of the node and returns how many took it.

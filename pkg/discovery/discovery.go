@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -25,7 +26,13 @@ type Node struct {
 	Weight      int       `json:"weight"`
 	Draining    bool      `json:"draining"`
 	StartedAt   time.Time `json:"started_at"`
+	// Encodings lists the media types besides JSON the node's internal API reads where DESIGN.md
+	// allows them (wire.ContentTypeProtobuf for deliver-batch). A node that lists none speaks JSON.
+	Encodings []string `json:"encodings,omitempty"`
 }
+
+// Equal reports whether n and o say the same of the same node.
+func (n Node) Equal(o Node) bool { return reflect.DeepEqual(n, o) }
 
 // Client is one ZooKeeper session, shared by a process's registration and watches. The zk library
 // reconnects by itself and opens a new session when the old one expired; Client tells its users when

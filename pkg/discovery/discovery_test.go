@@ -94,7 +94,7 @@ func hasNot(id string) func([]Node) bool {
 func TestRegisterWatchDrainDeregister(t *testing.T) {
 	ctx := context.Background()
 	w := watch(t, dial(t, zkServer.Addr))
-	node := Node{ID: "ps-a", WSURL: "ws://127.0.0.1:1/ws", InternalURL: "http://127.0.0.1:2", Weight: 1, StartedAt: time.Now().UTC().Truncate(time.Second)}
+	node := Node{ID: "ps-a", WSURL: "ws://127.0.0.1:1/ws", InternalURL: "http://127.0.0.1:2", Weight: 1, StartedAt: time.Now().UTC().Truncate(time.Second), Encodings: []string{"application/x-protobuf"}}
 
 	reg, err := dial(t, zkServer.Addr).Register(ctx, node)
 	if err != nil {
@@ -104,11 +104,11 @@ func TestRegisterWatchDrainDeregister(t *testing.T) {
 	w.mu.Lock()
 	got := w.nodes[0]
 	w.mu.Unlock()
-	if got != node {
+	if !got.Equal(node) {
 		t.Fatalf("watched %+v, want %+v", got, node)
 	}
 
-	if got, ok, err := dial(t, zkServer.Addr).Get("ps-a"); err != nil || !ok || got != node {
+	if got, ok, err := dial(t, zkServer.Addr).Get("ps-a"); err != nil || !ok || !got.Equal(node) {
 		t.Fatalf("Get(ps-a) = %+v %v %v", got, ok, err)
 	}
 	if _, ok, err := dial(t, zkServer.Addr).Get("ps-none"); err != nil || ok {

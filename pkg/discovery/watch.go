@@ -21,7 +21,7 @@ func (c *Client) Watch(ctx context.Context, onChange func([]Node)) {
 	defer unsubscribe()
 	var last []Node
 	publish := func(nodes []Node) {
-		if last == nil || !slices.Equal(last, nodes) {
+		if last == nil || !slices.EqualFunc(last, nodes, Node.Equal) {
 			last = nodes
 			onChange(nodes)
 		}

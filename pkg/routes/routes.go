@@ -281,8 +281,7 @@ func (s *Store) LookupFrom(ctx context.Context, uids, nodes []string) (Found, er
 	if len(uids) == 0 {
 		return res, nil
 	}
-	calls := make([]scriptCall, 0, len(uids))
-	asked := make([]string, 0, len(uids)) // asked[i] is the uid of calls[i]
+	asked := make([]string, 0, len(uids)) // asked[i] is the uid of reads[i]
 	seen := make(map[string]struct{}, len(uids))
 	for _, uid := range uids {
 		if uid == "" {
@@ -293,23 +292,30 @@ func (s *Store) LookupFrom(ctx context.Context, uids, nodes []string) (Found, er
 		}
 		seen[uid] = struct{}{}
 		asked = append(asked, uid)
-		calls = append(calls, scriptCall{script: lookupScript, keys: []string{routeKey(uid)}})
 	}
-	for _, node := range nodes {
-		calls = append(calls, scriptCall{script: syncedScript, keys: []string{syncedKey(node)}})
+	calls := make([]scriptCall, len(nodes))
+	for i, node := range nodes {
+		calls[i] = scriptCall{script: syncedScript, keys: []string{syncedKey(node)}}
 	}
+	// A plain HGETALL, not a script: reading one hash needs no atomicity, and Redis spends less than
+	// half the CPU on it that it spends on a script call doing the same.
+	reads := make([]*redis.MapStringStringCmd, len(asked))
 	// Each command's own error is read below.
-	_ = s.runPipelined(ctx, calls, nil)
+	_ = s.runPipelined(ctx, calls, func(p redis.Pipeliner) {
+		for i, uid := range asked {
+			reads[i] = p.HGetAll(ctx, routeKey(uid))
+		}
+	})
 	for i, node := range nodes {
 		// A mark that cannot be read counts as missing: the node's users count as unsure, which costs
 		// stored messages a retry, never a loss.
-		if n, err := calls[len(asked)+i].cmd.Int(); err != nil || n == 0 {
+		if n, err := calls[i].cmd.Int(); err != nil || n == 0 {
 			res.Unsynced = append(res.Unsynced, node)
 		}
 	}
-	for i, c := range calls[:len(asked)] {
+	for i, read := range reads {
 		uid := asked[i]
-		kv, err := c.cmd.StringSlice()
+		kv, err := read.Result()
 		if err != nil {
 			res.Failed = append(res.Failed, uid)
 			if res.Err == nil {
@@ -318,8 +324,8 @@ func (s *Store) LookupFrom(ctx context.Context, uids, nodes []string) (Found, er
 			continue
 		}
 		var rs []Route
-		for i := 0; i+1 < len(kv); i += 2 {
-			r, ok := parseRoute(uid, kv[i], kv[i+1])
+		for connID, value := range kv {
+			r, ok := parseRoute(uid, connID, value)
 			if !ok {
 				s.malformed.Add(1)
 				continue

@@ -14,7 +14,6 @@ var (
 	unregisterScript = loadScript("unregister.lua")
 	sweepScript      = loadScript("sweep.lua")
 	countScript      = loadScript("count.lua")
-	lookupScript     = loadScript("lookup.lua")
 	markScript       = loadScript("mark_pending.lua")
 	clearScript      = loadScript("clear_pending.lua")
 	markSynced       = loadScript("mark_synced.lua")

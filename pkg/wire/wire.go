@@ -3,7 +3,11 @@
 // "type"; unknown fields are ignored so either side may add some.
 package wire
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+)
 
 // Frame types.
 const (
@@ -132,7 +136,32 @@ type Message struct {
 	TS   int64           `json:"ts"`
 }
 
-// PushFrame is the frame that delivers m to a device.
-func (m Message) PushFrame() Push {
-	return Push{Type: TypePush, ID: m.ID, Data: m.Data, TS: m.TS}
+// AppendPushFrame appends the frame that delivers m to a device (a Push) to b: what json.Marshal makes
+// of it, less the HTML escaping, at a fraction of the cost (it is written once per message a push-server gets).
+// Data is compacted, and must be valid JSON.
+func (m Message) AppendPushFrame(b []byte) ([]byte, error) {
+	b = append(b, `{"type":"`+TypePush+`","id":`...)
+	b = appendJSONString(b, m.ID)
+	b = append(b, `,"data":`...)
+	buf := bytes.NewBuffer(b)
+	if err := json.Compact(buf, m.Data); err != nil {
+		return nil, err
+	}
+	b = append(buf.Bytes(), `,"ts":`...)
+	b = strconv.AppendInt(b, m.TS, 10)
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string; only a string that needs escaping (never an id Herald
+// makes) goes through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			quoted, _ := json.Marshal(s) // a string always encodes
+			return append(b, quoted...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

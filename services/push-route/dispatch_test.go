@@ -131,7 +131,7 @@ type fakeNodeAPI struct {
 	got  map[string][]wire.DeliverItem
 }
 
-func (f *fakeNodeAPI) DeliverBatch(_ context.Context, url string, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
+func (f *fakeNodeAPI) DeliverBatch(_ context.Context, url string, _ bool, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
 	f.mu.Lock()
 	f.got[url] = append(f.got[url], items...)
 	f.mu.Unlock()

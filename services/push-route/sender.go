@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -75,14 +76,17 @@ func (s *nodeSenders) send(ctx context.Context, node discovery.Node, item wire.D
 	return resp, err
 }
 
-// queue returns node's queue, starting it on first use (or again when the node's address changed).
+// queue returns node's queue, starting it on first use (or again when the node's address or encodings
+// changed: a node restarted as another version).
 func (s *nodeSenders) queue(node discovery.Node) (*nodeSender, error) {
 	s.mu.Lock()
-	if q, ok := s.senders[node.ID]; ok && q.node.InternalURL == node.InternalURL {
+	if q, ok := s.senders[node.ID]; ok && q.node.InternalURL == node.InternalURL && slices.Equal(q.node.Encodings, node.Encodings) {
 		s.mu.Unlock()
 		return q, nil
 	}
 	q := &nodeSender{node: node}
+	// A node says in ZooKeeper whether it reads the binary form; an older one gets JSON.
+	binary := slices.Contains(node.Encodings, wire.ContentTypeProtobuf)
 	b, err := coalesce.New(coalesce.Config{
 		MaxInFlight: s.cfg.InFlight,
 		MaxWeight:   s.cfg.MaxBytes,
@@ -90,7 +94,7 @@ func (s *nodeSenders) queue(node discovery.Node) (*nodeSender, error) {
 		Timeout:     s.cfg.Timeout,
 	}, itemBytes, func(ctx context.Context, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
 		s.metrics.deliverBatch.Observe(float64(len(items)))
-		return s.api.DeliverBatch(ctx, node.InternalURL, items)
+		return s.api.DeliverBatch(ctx, node.InternalURL, binary, items)
 	})
 	if err != nil {
 		s.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/go-zookeeper/zk"
 	"github.com/gobwas/ws"
 
+	"github.com/heraldpush/herald/pkg/apiclient"
 	"github.com/heraldpush/herald/pkg/apikey"
 	"github.com/heraldpush/herald/pkg/client"
 	"github.com/heraldpush/herald/pkg/discovery"
@@ -117,42 +119,53 @@ func TestInternalAPI(t *testing.T) {
 		}
 	})
 	t.Run("deliver batch", func(t *testing.T) {
-		msg := func(id string) wire.Message {
-			return wire.Message{ID: id, Data: []byte(`{"n":1}`), TS: 1}
-		}
-		req := wire.DeliverBatchRequest{Items: []wire.DeliverItem{
-			{Message: msg("batch-1"), UIDs: []string{"kicked", "nobody"}, TraceID: "t1"},
-			{Message: wire.Message{ID: "", Data: []byte(`1`)}, UIDs: []string{"stays"}},
-			{Message: msg("batch-2"), UIDs: []string{"stays"}},
-		}}
-		var resp wire.DeliverBatchResponse
-		if status := internalCall(t, n, wire.PathDeliverBatch, req, &resp); status != 200 {
-			t.Fatalf("deliver batch: HTTP %d", status)
-		}
-		if len(resp.Items) != 3 {
-			t.Fatalf("%d answers for 3 items: %+v", len(resp.Items), resp)
-		}
-		first := resp.Items[0]
-		if first.Error != nil || len(first.Results) != 2 || first.Results[0].Delivered != 2 || len(first.Results[0].ConnIDs) != 2 ||
-			first.Results[1].Delivered != 0 || len(first.Results[1].ConnIDs) != 0 {
-			t.Fatalf("first item %+v, want 2 connections of kicked written and none of nobody", first)
-		}
-		if e := resp.Items[1].Error; e == nil || e.Code != "invalid_request" || len(resp.Items[1].Results) != 0 {
-			t.Fatalf("malformed item answered %+v, want an error and no results", resp.Items[1])
-		}
-		if r := resp.Items[2]; r.Error != nil || len(r.Results) != 1 || r.Results[0].Delivered != 1 {
-			t.Fatalf("third item %+v: the malformed one before it must not stop it", r)
-		}
-		for _, c := range []*wsClient{c1, c2} {
-			if p := c.nextOfType("push"); p["id"] != "batch-1" {
-				t.Fatalf("push %v, want batch-1", p)
+		api := apiclient.NewNodeClient(http.DefaultClient, secret)
+		for _, binary := range []bool{false, true} {
+			msg := func(id string) wire.Message {
+				return wire.Message{ID: fmt.Sprintf("%s-%v", id, binary), Data: []byte(`{"n":1}`), TS: 1}
 			}
-		}
-		if p := other.nextOfType("push"); p["id"] != "batch-2" {
-			t.Fatalf("push %v, want batch-2", p)
+			answers, err := api.DeliverBatch(context.Background(), n.internalURL, binary, []wire.DeliverItem{
+				{Message: msg("batch-1"), UIDs: []string{"kicked", "nobody"}, TraceID: "t1"},
+				{Message: wire.Message{ID: "", Data: []byte(`1`)}, UIDs: []string{"stays"}},
+				{Message: msg("batch-2"), UIDs: []string{"stays"}},
+			})
+			if err != nil {
+				t.Fatalf("deliver batch (binary %v): %v", binary, err)
+			}
+			first := answers[0]
+			if first.Error != nil || len(first.Results) != 2 || first.Results[0].Delivered != 2 || len(first.Results[0].ConnIDs) != 2 ||
+				first.Results[1].Delivered != 0 || len(first.Results[1].ConnIDs) != 0 {
+				t.Fatalf("first item %+v, want 2 connections of kicked written and none of nobody", first)
+			}
+			if e := answers[1].Error; e == nil || e.Code != "invalid_request" || len(answers[1].Results) != 0 {
+				t.Fatalf("malformed item answered %+v, want an error and no results", answers[1])
+			}
+			if r := answers[2]; r.Error != nil || len(r.Results) != 1 || r.Results[0].Delivered != 1 {
+				t.Fatalf("third item %+v: the malformed one before it must not stop it", r)
+			}
+			for _, c := range []*wsClient{c1, c2} {
+				if p := c.nextOfType("push"); p["id"] != msg("batch-1").ID {
+					t.Fatalf("push %v, want %s", p, msg("batch-1").ID)
+				}
+			}
+			if p := other.nextOfType("push"); p["id"] != msg("batch-2").ID {
+				t.Fatalf("push %v, want %s", p, msg("batch-2").ID)
+			}
 		}
 		if status := internalCall(t, n, wire.PathDeliverBatch, "not an object", nil); status != 400 {
 			t.Fatalf("malformed batch: HTTP %d, want 400", status)
+		}
+		req, _ := http.NewRequest(http.MethodPost, n.internalURL+wire.PathDeliverBatch, strings.NewReader("\x0a\x7fshort"))
+		req.Header.Set(wire.SecretHeader, secret)
+		req.Header.Set("Content-Type", wire.ContentTypeProtobuf)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e wire.ErrorBody
+		if err := json.NewDecoder(resp.Body).Decode(&e); resp.StatusCode != 400 || err != nil || e.Error.Code != "invalid_request" {
+			t.Fatalf("malformed binary batch: HTTP %d, %+v (%v), want 400 invalid_request in JSON", resp.StatusCode, e, err)
 		}
 	})
 	t.Run("kick", func(t *testing.T) {
@@ -417,7 +430,8 @@ func TestDrainMovesClientsToTheOtherNode(t *testing.T) {
 			return err
 		}
 		var n discovery.Node
-		if err := json.Unmarshal(b, &n); err != nil || n.Draining {
+		// The entry also tells push-route that the node reads deliver-batch in binary.
+		if err := json.Unmarshal(b, &n); err != nil || n.Draining || !slices.Contains(n.Encodings, wire.ContentTypeProtobuf) {
 			return fmt.Errorf("znode %s (%v)", b, err)
 		}
 		return nil

@@ -42,12 +42,9 @@ func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check
 
 // prepare encodes m's push frame once for all its recipients.
 func prepare(m wire.Message) (*wsconn.Prepared, error) {
-	if m.ID == "" || len(m.Data) == 0 || !json.Valid(m.Data) {
+	b, err := m.AppendPushFrame(nil)
+	if m.ID == "" || len(m.Data) == 0 || err != nil {
 		return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "message needs an id and JSON data")
-	}
-	b, err := json.Marshal(m.PushFrame())
-	if err != nil {
-		return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "message: %v", err)
 	}
 	return wsconn.Prepare(b), nil
 }
@@ -70,21 +67,43 @@ func handleDeliver(s *server) http.Handler {
 
 func handleDeliverBatch(s *server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req wire.DeliverBatchRequest
-		if err := httpapi.DecodeJSON(w, r, wire.MaxInternalBody, &req); err != nil {
-			httpapi.WriteError(w, err)
-			return
+		binary := r.Header.Get("Content-Type") == wire.ContentTypeProtobuf
+		var items []wire.DeliverItem
+		if binary {
+			body, err := httpapi.ReadBody(w, r, wire.MaxInternalBody)
+			if err == nil {
+				items, err = wire.ParseDeliverBatchRequest(body)
+				if err != nil {
+					err = httpapi.Errorf(httpapi.CodeInvalidRequest, "%v", err)
+				}
+			}
+			if err != nil {
+				httpapi.WriteError(w, err)
+				return
+			}
+		} else {
+			var req wire.DeliverBatchRequest
+			if err := httpapi.DecodeJSON(w, r, wire.MaxInternalBody, &req); err != nil {
+				httpapi.WriteError(w, err)
+				return
+			}
+			items = req.Items
 		}
-		resp := wire.DeliverBatchResponse{Items: make([]wire.DeliverResponse, len(req.Items))}
-		for i, item := range req.Items {
+		answers := make([]wire.DeliverResponse, len(items))
+		for i, item := range items {
 			res, err := s.deliver(item)
 			if err != nil {
 				// One malformed message must not cost the others in the batch their delivery.
 				res = wire.DeliverResponse{Results: []wire.DeliverResult{}, Error: itemError(err)}
 			}
-			resp.Items[i] = res
+			answers[i] = res
 		}
-		httpapi.WriteJSON(w, http.StatusOK, resp)
+		if !binary {
+			httpapi.WriteJSON(w, http.StatusOK, wire.DeliverBatchResponse{Items: answers})
+			return
+		}
+		w.Header().Set("Content-Type", wire.ContentTypeProtobuf)
+		w.Write(wire.AppendDeliverBatchResponse(nil, answers))
 	})
 }
 

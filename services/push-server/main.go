@@ -26,6 +26,7 @@ import (
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/service"
 	"github.com/heraldpush/herald/pkg/token"
+	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-server/internal/upstream"
 )
 
@@ -165,6 +166,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	node := discovery.Node{
 		ID: cfg.NodeID, WSURL: cfg.AdvertiseWSURL, InternalURL: cfg.AdvertiseIntURL,
 		Weight: cfg.Weight, StartedAt: time.Now().UTC().Truncate(time.Second),
+		Encodings: []string{wire.ContentTypeProtobuf},
 	}
 	s.routes.markSynced(ctx)
 	registration, err := zk.Register(ctx, node)

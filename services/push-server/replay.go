@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -161,14 +160,11 @@ func (r *replayer) replay(ctx context.Context, c *wsconn.Conn) {
 	r.metrics.replays.Inc()
 	frames := make([][]byte, 0, len(msgs))
 	for _, m := range msgs {
-		if m.ID == "" || !json.Valid(m.Data) {
+		b, err := m.AppendPushFrame(nil)
+		if m.ID == "" || err != nil {
 			r.metrics.replayFailures.WithLabelValues("invalid_message").Inc()
 			r.logger.Warn("push-route sent a pending message without an id or with invalid data; skipped it", "uid", c.UID, "id", m.ID)
 			continue
-		}
-		b, err := json.Marshal(m.PushFrame())
-		if err != nil {
-			continue // cannot happen: the data was checked above
 		}
 		frames = append(frames, b)
 	}

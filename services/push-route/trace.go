@@ -2,8 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 
@@ -17,26 +18,35 @@ type traceKey struct{}
 // and back in the response headers, so one message can be followed through the cluster.
 func withTrace(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := traceIDFrom(r.Header)
+		tp := r.Header.Get("Traceparent")
+		id := traceIDFrom(tp, r.Header.Get(wire.TraceHeader))
 		w.Header().Set(wire.TraceHeader, id)
-		if tp := r.Header.Get("traceparent"); tp != "" {
-			w.Header().Set("traceparent", tp)
+		if tp != "" {
+			w.Header().Set("Traceparent", tp)
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), traceKey{}, id)))
 	})
 }
 
-func traceIDFrom(h http.Header) string {
+// traceIDFrom picks the trace id of a request from its traceparent and X-Request-Id headers, or makes
+// one.
+func traceIDFrom(traceparent, requestID string) string {
 	// traceparent: version-traceid-parentid-flags, trace id 32 hex digits.
-	if parts := strings.Split(h.Get("traceparent"), "-"); len(parts) == 4 && len(parts[1]) == 32 && isHex(parts[1]) {
-		return parts[1]
-	}
-	if id := h.Get(wire.TraceHeader); id != "" && len(id) <= 128 && printable(id) {
+	_, rest, ok := strings.Cut(traceparent, "-")
+	id, rest, ok2 := strings.Cut(rest, "-")
+	_, flags, ok3 := strings.Cut(rest, "-")
+	if ok && ok2 && ok3 && !strings.Contains(flags, "-") && len(id) == 32 && isHex(id) {
 		return id
 	}
-	b := make([]byte, 16)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+	if requestID != "" && len(requestID) <= 128 && printable(requestID) {
+		return requestID
+	}
+	// A trace id only has to be unique, not secret: the runtime's generator costs no system call,
+	// where crypto/rand makes one per push.
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
+	return hex.EncodeToString(b[:])
 }
 
 func traceID(ctx context.Context) string {

@@ -125,15 +125,20 @@ func (f *fakeNodes) live(id string) bool { _, ok := f.live_[id]; return ok }
 // fakeNodeAPI answers deliver-batch as a node holding the given connections (node URL → uid → conn
 // ids), writing each of them; a URL listed in fail answers with an error.
 type fakeNodeAPI struct {
-	held map[string]map[string][]string
-	fail map[string]bool
-	mu   sync.Mutex
-	got  map[string][]wire.DeliverItem
+	held   map[string]map[string][]string
+	fail   map[string]bool
+	mu     sync.Mutex
+	got    map[string][]wire.DeliverItem
+	binary map[string][]bool // per URL, whether each call came in binary
 }
 
-func (f *fakeNodeAPI) DeliverBatch(_ context.Context, url string, _ bool, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
+func (f *fakeNodeAPI) DeliverBatch(_ context.Context, url string, binary bool, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
 	f.mu.Lock()
 	f.got[url] = append(f.got[url], items...)
+	if f.binary == nil {
+		f.binary = map[string][]bool{}
+	}
+	f.binary[url] = append(f.binary[url], binary)
 	f.mu.Unlock()
 	if f.fail[url] {
 		return nil, errors.New("node down")
@@ -240,6 +245,38 @@ func TestDeliverGroupsByNodeAndCounts(t *testing.T) {
 	}
 	if !slices.Equal(nodes.swept, []string{"gone"}) {
 		t.Errorf("swept %v, want the dead node", nodes.swept)
+	}
+}
+
+// A node gets deliver-batch in binary only while its ZooKeeper entry lists the encoding: nodes of an
+// older release, or one restarted as one, get JSON.
+func TestDeliverSpeaksEachNodesEncoding(t *testing.T) {
+	a := discovery.Node{ID: "a", InternalURL: "http://a", Encodings: []string{wire.ContentTypeProtobuf}}
+	b := discovery.Node{ID: "b", InternalURL: "http://b"}
+	dir := &fakeDirectory{routes: map[string][]routes.Route{"u1": {route("u1", "a", "a:1")}, "u2": {route("u2", "b", "b:1")}}}
+	nodes := &fakeNodes{live_: map[string]discovery.Node{"a": a, "b": b}}
+	api := &fakeNodeAPI{got: map[string][]wire.DeliverItem{}, held: map[string]map[string][]string{
+		"http://a": {"u1": {"a:1"}}, "http://b": {"u2": {"b:1"}},
+	}}
+	d := newTestDispatcher(t, dir, nodes, api)
+	push := func() {
+		t.Helper()
+		got, failed, err := d.deliver(context.Background(), "", wire.Message{ID: "m", Data: json.RawMessage(`1`)}, []string{"u1", "u2"})
+		if err != nil || len(failed) > 0 || got["u1"] != 1 || got["u2"] != 1 {
+			t.Fatalf("deliver: %v failed %v err %v", got, failed, err)
+		}
+	}
+	push()
+	if !slices.Equal(api.binary["http://a"], []bool{true}) || !slices.Equal(api.binary["http://b"], []bool{false}) {
+		t.Fatalf("binary calls: %v, want a in binary and b in JSON", api.binary)
+	}
+	nodes.mu.Lock()
+	a.Encodings = nil // a restarted as an older release at the same address
+	nodes.live_["a"] = a
+	nodes.mu.Unlock()
+	push()
+	if !slices.Equal(api.binary["http://a"], []bool{true, false}) {
+		t.Fatalf("calls to a after it stopped listing the encoding: %v, want JSON", api.binary["http://a"])
 	}
 }
 

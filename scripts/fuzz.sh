@@ -9,6 +9,7 @@ targets=(
 	"./services/push-server/internal/wsconn FuzzFrames"
 	"./pkg/client FuzzDispatch"
 	"./pkg/token FuzzVerify"
+	"./pkg/wire FuzzParseDeliverBatch"
 	"./services/push-route FuzzPushRequest"
 	"./services/auth FuzzTokenRequest"
 )

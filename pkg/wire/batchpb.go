@@ -51,7 +51,10 @@ func AppendDeliverBatchRequest(b []byte, items []DeliverItem) []byte {
 		b = protowire.AppendTag(b, fieldItemMessage, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(messageSize(&it.Message)))
 		b = appendString(b, fieldMessageID, it.Message.ID)
-		b = appendString(b, fieldMessageData, string(it.Message.Data))
+		if len(it.Message.Data) > 0 {
+			b = protowire.AppendTag(b, fieldMessageData, protowire.BytesType)
+			b = protowire.AppendBytes(b, it.Message.Data)
+		}
 		b = appendInt(b, fieldMessageTS, it.Message.TS)
 		for _, uid := range it.UIDs {
 			b = protowire.AppendTag(b, fieldItemUIDs, protowire.BytesType)
@@ -290,7 +293,11 @@ func intSize(n int64) int {
 }
 
 func messageSize(m *Message) int {
-	return stringSize(m.ID) + stringSize(string(m.Data)) + intSize(m.TS)
+	n := stringSize(m.ID) + intSize(m.TS)
+	if len(m.Data) > 0 {
+		n += 1 + protowire.SizeBytes(len(m.Data))
+	}
+	return n
 }
 
 func itemSize(it *DeliverItem) int {

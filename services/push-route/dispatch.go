@@ -118,50 +118,48 @@ func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message
 		failed = append(failed, s.uid)
 	}
 	delivered = make(map[string]int, len(uids))
-	if len(shares) == 1 {
-		// Most pushes name users of one node: no goroutine to start and wait for, nothing to lock.
-		if err := d.deliverTo(ctx, traceID, m, shares[0], delivered); err != nil {
-			failed = append(failed, shares[0].uids...)
+	var mu sync.Mutex
+	send := func(s *nodeShare) {
+		counts, err := d.deliverTo(ctx, traceID, m, s)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed = append(failed, s.uids...)
+			return
 		}
+		for uid, n := range counts {
+			delivered[uid] += n
+		}
+	}
+	if len(shares) == 1 {
+		send(shares[0]) // most pushes name users of one node: no goroutine to start and wait for
 		return delivered, failed, nil
 	}
-	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, s := range shares {
-		wg.Go(func() {
-			counts := make(map[string]int, len(s.uids))
-			err := d.deliverTo(ctx, traceID, m, s, counts)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				failed = append(failed, s.uids...)
-				return
-			}
-			for uid, n := range counts {
-				delivered[uid] += n
-			}
-		})
+		wg.Go(func() { send(s) })
 	}
 	wg.Wait()
 	return delivered, failed, nil
 }
 
-// deliverTo hands m to one node for its share of the users, adds how many connections each uid got
-// to counts, and queues the removal of the routes the node says it does not hold.
-func (d *dispatcher) deliverTo(ctx context.Context, traceID string, m wire.Message, s *nodeShare, counts map[string]int) error {
+// deliverTo hands m to one node for its share of the users, and queues the removal of the routes the
+// node says it does not hold.
+func (d *dispatcher) deliverTo(ctx context.Context, traceID string, m wire.Message, s *nodeShare) (map[string]int, error) {
 	resp, err := d.senders.send(ctx, s.node, wire.DeliverItem{Message: m, UIDs: s.uids, TraceID: traceID})
 	if err != nil {
 		d.metrics.nodeErrors.WithLabelValues(s.node.ID).Inc()
 		d.logger.Warn("deliver to push-server failed", "node", s.node.ID, "uids", len(s.uids), "err", err, "trace_id", traceID)
-		return err
+		return nil, err
 	}
+	counts := make(map[string]int, len(resp.Results))
 	for _, res := range resp.Results {
 		counts[res.UID] += res.Delivered
 		if gone := disowned(s.conns[res.UID], res.ConnIDs); len(gone) > 0 {
 			d.stale.add(staleRoute{uid: res.UID, node: s.node.ID, connIDs: gone})
 		}
 	}
-	return nil
+	return counts, nil
 }
 
 // liveIDs lists the ids of the live nodes, whose routes a lookup must be able to trust.
@@ -212,7 +210,7 @@ type nodeShare struct {
 // as unsure.
 func groupByNode(found map[string][]routes.Route, resolve func(string) (discovery.Node, nodeState)) (shares []*nodeShare, dead []staleRoute, unsure []string) {
 	byNode := map[string]*nodeShare{}
-	var notLive map[string]nodeState // resolved once per push, not once per route; made when needed
+	notLive := map[string]nodeState{} // resolved once per push, not once per route
 	for uid, rs := range found {
 		for _, r := range rs {
 			s, ok := byNode[r.Node]
@@ -225,9 +223,6 @@ func groupByNode(found map[string][]routes.Route, resolve func(string) (discover
 						byNode[r.Node] = s
 						shares = append(shares, s)
 					} else {
-						if notLive == nil {
-							notLive = map[string]nodeState{}
-						}
 						notLive[r.Node] = state
 					}
 				}

@@ -217,20 +217,22 @@ func (c Report) WriteText(w io.Writer) {
 	if c.Wall <= 0 {
 		return
 	}
-	fmt.Fprintf(w, "  cpu      over %.1f s: machine %.2f of %d cores busy (softirq %.2f of it; %.2f more stolen by the hypervisor): stack %.2f, loadgen %.2f, other %.2f\n",
+	fmt.Fprintf(w, "  cpu      over %.1f s: machine %.2f of %d cores busy (softirq %.2f of it; %.2f more stolen by the hypervisor): stack %.3f, loadgen %.3f, other %.3f\n",
 		c.Wall, c.Machine, c.Cores, c.Softirq, c.Steal, c.Stack, c.Loadgen, c.Other)
 	procs := append([]Use(nil), c.Procs...)
 	sort.Slice(procs, func(i, j int) bool { return procs[i].Cores > procs[j].Cores })
+	// Three decimals: an idle stack's processes each use a few thousandths of a core, which two
+	// decimals would round to 0.00 or 0.01 (the kernel counts in hundredths of a second).
 	var parts []string
 	for _, p := range procs {
-		if p.Cores >= 0.005 {
-			parts = append(parts, fmt.Sprintf("%s %.2f", p.Name, p.Cores))
+		if p.Cores >= 0.0005 {
+			parts = append(parts, fmt.Sprintf("%s %.3f", p.Name, p.Cores))
 		}
 	}
 	fmt.Fprintf(w, "           by process (cores): %s\n", strings.Join(parts, ", "))
 	parts = parts[:0]
 	for _, p := range procs {
-		if p.Cores >= 0.005 {
+		if p.Cores >= 0.0005 {
 			parts = append(parts, fmt.Sprintf("%s %.0f", p.Name, p.Switches))
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/heraldpush/herald/pkg/health"
 )
@@ -30,13 +29,14 @@ func NewLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// BufferLogs returns a writer that buffers what is written to w and flushes it every 100 ms or 256
-// KiB, and the function that flushes the rest and stops it, to call before the process exits.
-// Unbuffered, every log line is a write system call and, when w is a pipe, a wake-up of the reader:
-// at a line per push that cost more CPU than the push itself. A crash loses at most the last 100 ms.
+// BufferLogs returns a writer that buffers what is written to w and flushes it 100 ms after the first
+// line it holds, or at 256 KiB, and the function that flushes the rest and stops it, to call before
+// the process exits. Unbuffered, every log line is a write system call and, when w is a pipe, a
+// wake-up of the reader: at a line per push that cost more CPU than the push itself. A crash loses at
+// most the last 100 ms.
 func BufferLogs(w io.Writer) (io.Writer, func()) {
-	b := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(w), Size: 256 << 10, FlushInterval: 100 * time.Millisecond}
-	return b, func() { _ = b.Stop() }
+	b := newLogBuffer(w, 256<<10, 100*time.Millisecond)
+	return b, b.stop
 }
 
 // Listener is one endpoint of a service: an HTTP handler, or a server of its own (Accept).

@@ -39,6 +39,7 @@ type server struct {
 	// asks for all of it to be written again.
 	roomRegistry roomRegistry
 	roomsStale   atomic.Bool
+	roomsDue     chan struct{} // roomsLost's wake-up for the room sync
 
 	// seq numbers connections; it starts at the start time in nanoseconds so conn ids stay unique
 	// across restarts of a node with the same id.
@@ -82,6 +83,7 @@ func newServer(cfg Config, logger *slog.Logger, deps serverDeps) (*server, error
 		verifier:     deps.verifier,
 		hub:          hub.New(cfg.MaxConnsPerUser),
 		rooms:        rooms.New(cfg.MaxRoomsPerConn),
+		roomsDue:     make(chan struct{}, 1),
 		roomRegistry: deps.routes,
 		metrics:      m,
 		producer:     deps.producer,

@@ -31,6 +31,7 @@ type Table struct {
 	// Redis room registry that need writing.
 	dirtyMu sync.Mutex
 	dirty   map[string]struct{}
+	changes chan struct{} // a token once a room is dirty, so the writer sleeps while nothing changes
 }
 
 type roomShard struct {
@@ -84,7 +85,7 @@ func (h *Hold) Release(write func(held []wire.Message)) {
 
 // New returns an empty table allowing maxPerConn rooms per connection (0: no limit).
 func New(maxPerConn int) *Table {
-	t := &Table{maxPerConn: maxPerConn, dirty: map[string]struct{}{}}
+	t := &Table{maxPerConn: maxPerConn, dirty: map[string]struct{}{}, changes: make(chan struct{}, 1)}
 	for i := range t.rooms {
 		t.rooms[i].rooms = map[string]*room{}
 		t.conns[i].rooms = map[*wsconn.Conn][]string{}
@@ -233,7 +234,19 @@ func (t *Table) touch(name string) {
 	t.dirtyMu.Lock()
 	t.dirty[name] = struct{}{}
 	t.dirtyMu.Unlock()
+	t.signal()
 }
+
+func (t *Table) signal() {
+	select {
+	case t.changes <- struct{}{}:
+	default: // a token already waits
+	}
+}
+
+// Changes receives a value after a room's member count changed (or Retry ran) since Changed was
+// last called, at least once for any number of changes.
+func (t *Table) Changes() <-chan struct{} { return t.changes }
 
 // Changed returns the rooms whose member count changed since its last call, each with its count now
 // (0: no member left here).
@@ -256,6 +269,7 @@ func (t *Table) Retry(names map[string]int) {
 		t.dirty[name] = struct{}{}
 	}
 	t.dirtyMu.Unlock()
+	t.signal()
 }
 
 // Counts returns every room with members here and their number.

@@ -103,17 +103,7 @@ func (s *server) joinRecovering(c *wsconn.Conn, in wire.Inbound) {
 			missed = nil
 		}
 		s.metrics.roomRecoveries.WithLabelValues(strconv.FormatBool(recovered)).Inc()
-		hold.Release(func(held []wire.Message) {
-			items := missed
-			replayed := make(map[string]bool, len(missed))
-			for _, m := range missed {
-				replayed[m.ID] = true
-			}
-			for _, m := range held {
-				if !replayed[m.ID] {
-					items = append(items, m)
-				}
-			}
+		hold.Release(missed, func(items []wire.Message) {
 			if len(items) > 0 {
 				b, _ := json.Marshal(wire.RoomFrame{Type: wire.TypeRoom, Room: in.Room, Items: items})
 				c.WriteFrame(b)

@@ -122,18 +122,26 @@ func (f *Fanout) send(room string, items []wire.Message) {
 	if len(members) == 0 {
 		return
 	}
-	b, err := json.Marshal(wire.RoomFrame{Type: wire.TypeRoom, Room: room, Items: items})
-	if err != nil {
-		return // the items were checked when published; nothing here can fail to encode
-	}
-	p := wsconn.Prepare(b)
+	p := wsconn.Prepare(roomFrame(room, items))
 	for _, m := range members {
-		if m.holding.Load() && m.hold(items) {
-			continue
+		if m.screening.Load() {
+			if mine := m.screen(items); len(mine) != len(items) {
+				if len(mine) > 0 {
+					m.c.WriteFrame(roomFrame(room, mine))
+				}
+				continue
+			}
 		}
 		m.c.Write(p) // a member too slow for its queue is closed by the write (1013)
 	}
 	if f.sent != nil {
 		f.sent(1, len(members))
 	}
+}
+
+// roomFrame is the room frame carrying items. They were checked when published: nothing here can fail
+// to encode.
+func roomFrame(room string, items []wire.Message) []byte {
+	b, _ := json.Marshal(wire.RoomFrame{Type: wire.TypeRoom, Room: room, Items: items})
+	return b
 }

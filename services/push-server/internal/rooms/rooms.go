@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -51,36 +52,83 @@ type room struct {
 
 // member is one connection in one room. While holding (it joined to recover what it missed, and the
 // history is being read), the room's messages wait in held instead of going out, so the ones it
-// missed can go first.
+// missed can go first. After that, for replaySettle, messages it was sent from the history are
+// screened out of what arrives live: a message is appended to the history before it is sent to the
+// nodes, so one published during the join can be read from the history and still be on its way here.
 type member struct {
-	c       *wsconn.Conn
-	holding atomic.Bool
-	mu      sync.Mutex
-	held    []wire.Message
+	c *wsconn.Conn
+	// screening is true while holding or screening replayed ids; then fan-outs take mu.
+	screening atomic.Bool
+	mu        sync.Mutex
+	holding   bool
+	held      []wire.Message
+	replayed  map[string]bool
+	until     time.Time // end of the screening of replayed
 }
 
-// hold keeps items for a holding member and reports whether it did.
-func (m *member) hold(items []wire.Message) bool {
+// replaySettle is how long after a recovering join a message read from the history may still
+// arrive live: push-route's call to this node (bounded by its node timeout, seconds) plus a window.
+const replaySettle = 10 * time.Second
+
+// screen returns what of items goes out to the member now: nothing while it holds (items are kept
+// for Release), items less those already replayed to it while it screens.
+func (m *member) screen(items []wire.Message) []wire.Message {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.holding.Load() {
-		return false
+	if m.holding {
+		m.held = append(m.held, items...)
+		return nil
 	}
-	m.held = append(m.held, items...)
-	return true
+	if time.Now().After(m.until) {
+		m.replayed = nil
+		m.screening.Store(false)
+		return items
+	}
+	var out []wire.Message
+	for i, it := range items {
+		if m.replayed[it.ID] {
+			if out == nil {
+				out = append(make([]wire.Message, 0, len(items)), items[:i]...)
+			}
+			continue
+		}
+		if out != nil {
+			out = append(out, it)
+		}
+	}
+	if out == nil {
+		return items
+	}
+	return out
 }
 
 // Hold is a member whose room messages wait until Release.
 type Hold struct{ m *member }
 
-// Release calls write with the messages held since the join, while no new one can go out, then lets
-// the room's messages through again: whatever write sends comes before them.
-func (h *Hold) Release(write func(held []wire.Message)) {
+// Release calls write with missed (the messages read from the history) and then those held since
+// the join that missed does not already hold, while no new one can go out, then lets the room's
+// messages through again, less any of missed that arrive late: whatever write sends comes before them.
+func (h *Hold) Release(missed []wire.Message, write func(items []wire.Message)) {
 	h.m.mu.Lock()
 	defer h.m.mu.Unlock()
-	write(h.m.held)
+	replayed := make(map[string]bool, len(missed))
+	for _, m := range missed {
+		replayed[m.ID] = true
+	}
+	items := missed
+	for _, m := range h.m.held {
+		if !replayed[m.ID] {
+			items = append(items, m)
+		}
+	}
+	write(items)
 	h.m.held = nil
-	h.m.holding.Store(false)
+	h.m.holding = false
+	if len(missed) > 0 {
+		h.m.replayed, h.m.until = replayed, time.Now().Add(replaySettle)
+	} else {
+		h.m.screening.Store(false)
+	}
 }
 
 // New returns an empty table allowing maxPerConn rooms per connection (0: no limit).
@@ -137,8 +185,8 @@ func (t *Table) join(c *wsconn.Conn, name string, hold bool) (*member, bool, err
 	cs.rooms[c] = append(mine, name)
 	cs.mu.Unlock()
 
-	m := &member{c: c}
-	m.holding.Store(hold)
+	m := &member{c: c, holding: hold}
+	m.screening.Store(hold)
 	rs := t.roomShard(name)
 	rs.mu.Lock()
 	r := rs.rooms[name]

@@ -105,8 +105,7 @@ func (s *server) joinRecovering(c *wsconn.Conn, in wire.Inbound) {
 		s.metrics.roomRecoveries.WithLabelValues(strconv.FormatBool(recovered)).Inc()
 		hold.Release(missed, func(items []wire.Message) {
 			if len(items) > 0 {
-				b, _ := json.Marshal(wire.RoomFrame{Type: wire.TypeRoom, Room: in.Room, Items: items})
-				c.WriteFrame(b)
+				c.WriteFrame(rooms.Frame(in.Room, items))
 			}
 			b, _ := json.Marshal(wire.RoomAnswer{Type: wire.TypeJoined, Room: in.Room, Ref: in.Ref, Recovered: &recovered})
 			c.WriteFrame(b)

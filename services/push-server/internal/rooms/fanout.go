@@ -122,12 +122,12 @@ func (f *Fanout) send(room string, items []wire.Message) {
 	if len(members) == 0 {
 		return
 	}
-	p := wsconn.Prepare(roomFrame(room, items))
+	p := wsconn.Prepare(Frame(room, items))
 	for _, m := range members {
 		if m.screening.Load() {
 			if mine := m.screen(items); len(mine) != len(items) {
 				if len(mine) > 0 {
-					m.c.WriteFrame(roomFrame(room, mine))
+					m.c.WriteFrame(Frame(room, mine))
 				}
 				continue
 			}
@@ -139,9 +139,9 @@ func (f *Fanout) send(room string, items []wire.Message) {
 	}
 }
 
-// roomFrame is the room frame carrying items. They were checked when published: nothing here can fail
-// to encode.
-func roomFrame(room string, items []wire.Message) []byte {
+// Frame is the room frame carrying items. They were checked when published: nothing here can fail to
+// encode.
+func Frame(room string, items []wire.Message) []byte {
 	b, _ := json.Marshal(wire.RoomFrame{Type: wire.TypeRoom, Room: room, Items: items})
 	return b
 }

@@ -84,22 +84,7 @@ func (m *member) screen(items []wire.Message) []wire.Message {
 		m.screening.Store(false)
 		return items
 	}
-	var out []wire.Message
-	for i, it := range items {
-		if m.replayed[it.ID] {
-			if out == nil {
-				out = append(make([]wire.Message, 0, len(items)), items[:i]...)
-			}
-			continue
-		}
-		if out != nil {
-			out = append(out, it)
-		}
-	}
-	if out == nil {
-		return items
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(items), func(it wire.Message) bool { return m.replayed[it.ID] })
 }
 
 // Hold is a member whose room messages wait until Release.

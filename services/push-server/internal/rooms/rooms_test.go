@@ -127,7 +127,7 @@ func TestReplayedMessagesAreNotSentTwice(t *testing.T) {
 	<-sent
 	missed := []wire.Message{{ID: "m0", Data: []byte(`0`)}, {ID: "m1", Data: []byte(`1`)}, {ID: "m2", Data: []byte(`2`)}}
 	hold.Release(missed, func(items []wire.Message) {
-		late.WriteFrame(roomFrame("chat", items))
+		late.WriteFrame(Frame("chat", items))
 	})
 	if got := takeIDs(t, late, 1); !slices.Equal(got, []string{"m0", "m1", "m2"}) {
 		t.Fatalf("released %v, want m0 m1 m2", got)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/heraldpush/herald/pkg/wire"
 )
@@ -13,23 +14,67 @@ import (
 const maxNodeAnswer = 16 << 20
 
 // NodeClient calls the internal API of push-servers (wire.PathDeliverBatch and the rest), each method
-// on the node whose internal URL it is given. One NodeClient serves every node.
+// on the node whose internal URL it is given. One NodeClient serves every node; Close it to close the
+// deliver streams it keeps.
 type NodeClient struct {
-	c caller
+	c       caller
+	streams *streamPool
 }
 
 // NewNodeClient returns a client that calls push-servers through hc with the internal secret.
 func NewNodeClient(hc *http.Client, secret string) *NodeClient {
-	return &NodeClient{c: caller{hc: hc, authHeader: wire.SecretHeader, authValue: secret, description: "push-server"}}
+	return &NodeClient{
+		c:       caller{hc: hc, authHeader: wire.SecretHeader, authValue: secret, description: "push-server"},
+		streams: &streamPool{secret: secret},
+	}
+}
+
+// Close closes the idle deliver streams, and the ones in use once their batch is answered.
+func (n *NodeClient) Close() { n.streams.closeIdle(true) }
+
+// BatchForm is how DeliverBatch hands a batch to a node.
+type BatchForm int
+
+const (
+	BatchJSON   BatchForm = iota // a call per batch in JSON, which every node reads
+	BatchBinary                  // a call per batch in wire.ContentTypeProtobuf
+	BatchStream                  // a frame on a deliver stream (wire.PathDeliverStream)
+)
+
+// BatchFormFor is the cheapest form among the encodings a node lists in its ZooKeeper entry.
+func BatchFormFor(encodings []string) BatchForm {
+	switch {
+	case slices.Contains(encodings, wire.ContentTypeBatchStream):
+		return BatchStream
+	case slices.Contains(encodings, wire.ContentTypeProtobuf):
+		return BatchBinary
+	}
+	return BatchJSON
+}
+
+func (f BatchForm) String() string {
+	switch f {
+	case BatchBinary:
+		return "binary"
+	case BatchStream:
+		return "stream"
+	}
+	return "json"
 }
 
 // DeliverBatch hands items to the node and returns one answer per item, in order. An item the node
-// refused carries its Error; the others are delivered regardless. binary sends the call in its binary
-// form (wire.ContentTypeProtobuf), which only a node that lists that encoding reads.
-func (n *NodeClient) DeliverBatch(ctx context.Context, nodeURL string, binary bool, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
+// refused carries its Error; the others are delivered regardless. form must be one the node reads
+// (BatchFormFor its encodings).
+func (n *NodeClient) DeliverBatch(ctx context.Context, nodeURL string, form BatchForm, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
 	url := joinURL(nodeURL, wire.PathDeliverBatch)
 	var answers []wire.DeliverResponse
-	if binary {
+	switch form {
+	case BatchStream:
+		var err error
+		if answers, err = n.streams.deliver(ctx, nodeURL, items); err != nil {
+			return nil, fmt.Errorf("push-server %s: %w", wire.PathDeliverStream, err)
+		}
+	case BatchBinary:
 		b, err := n.c.callBinary(ctx, url, "", wire.ContentTypeProtobuf, wire.AppendDeliverBatchRequest(nil, items), maxNodeAnswer)
 		if err == nil {
 			if answers, err = wire.ParseDeliverBatchResponse(b); err != nil {
@@ -39,7 +84,7 @@ func (n *NodeClient) DeliverBatch(ctx context.Context, nodeURL string, binary bo
 		if err != nil {
 			return nil, err
 		}
-	} else {
+	default:
 		var resp wire.DeliverBatchResponse
 		if err := n.c.call(ctx, http.MethodPost, url, "", wire.DeliverBatchRequest{Items: items}, &resp, maxNodeAnswer); err != nil {
 			return nil, err

@@ -34,7 +34,7 @@ var _ nodeResolver = (*nodeDirectory)(nil)
 
 // nodeAPI is the part of the push-servers' internal API a push needs.
 type nodeAPI interface {
-	DeliverBatch(ctx context.Context, nodeURL string, binary bool, items []wire.DeliverItem) ([]wire.DeliverResponse, error)
+	DeliverBatch(ctx context.Context, nodeURL string, form apiclient.BatchForm, items []wire.DeliverItem) ([]wire.DeliverResponse, error)
 	Broadcast(ctx context.Context, nodeURL, traceID string, m wire.Message) (int, error)
 }
 

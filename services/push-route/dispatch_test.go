@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/heraldpush/herald/pkg/apiclient"
 	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/routes"
 	"github.com/heraldpush/herald/pkg/wire"
@@ -125,20 +126,20 @@ func (f *fakeNodes) live(id string) bool { _, ok := f.live_[id]; return ok }
 // fakeNodeAPI answers deliver-batch as a node holding the given connections (node URL → uid → conn
 // ids), writing each of them; a URL listed in fail answers with an error.
 type fakeNodeAPI struct {
-	held   map[string]map[string][]string
-	fail   map[string]bool
-	mu     sync.Mutex
-	got    map[string][]wire.DeliverItem
-	binary map[string][]bool // per URL, whether each call came in binary
+	held  map[string]map[string][]string
+	fail  map[string]bool
+	mu    sync.Mutex
+	got   map[string][]wire.DeliverItem
+	forms map[string][]apiclient.BatchForm // per URL, the form of each call
 }
 
-func (f *fakeNodeAPI) DeliverBatch(_ context.Context, url string, binary bool, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
+func (f *fakeNodeAPI) DeliverBatch(_ context.Context, url string, form apiclient.BatchForm, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
 	f.mu.Lock()
 	f.got[url] = append(f.got[url], items...)
-	if f.binary == nil {
-		f.binary = map[string][]bool{}
+	if f.forms == nil {
+		f.forms = map[string][]apiclient.BatchForm{}
 	}
-	f.binary[url] = append(f.binary[url], binary)
+	f.forms[url] = append(f.forms[url], form)
 	f.mu.Unlock()
 	if f.fail[url] {
 		return nil, errors.New("node down")
@@ -248,10 +249,10 @@ func TestDeliverGroupsByNodeAndCounts(t *testing.T) {
 	}
 }
 
-// A node gets deliver-batch in binary only while its ZooKeeper entry lists the encoding: nodes of an
-// older release, or one restarted as one, get JSON.
+// A node gets deliver-batch in a form only while its ZooKeeper entry lists it: nodes of an older
+// release, or one restarted as one, get the older form.
 func TestDeliverSpeaksEachNodesEncoding(t *testing.T) {
-	a := discovery.Node{ID: "a", InternalURL: "http://a", Encodings: []string{wire.ContentTypeProtobuf}}
+	a := discovery.Node{ID: "a", InternalURL: "http://a", Encodings: []string{wire.ContentTypeProtobuf, wire.ContentTypeBatchStream}}
 	b := discovery.Node{ID: "b", InternalURL: "http://b"}
 	dir := &fakeDirectory{routes: map[string][]routes.Route{"u1": {route("u1", "a", "a:1")}, "u2": {route("u2", "b", "b:1")}}}
 	nodes := &fakeNodes{live_: map[string]discovery.Node{"a": a, "b": b}}
@@ -266,17 +267,22 @@ func TestDeliverSpeaksEachNodesEncoding(t *testing.T) {
 			t.Fatalf("deliver: %v failed %v err %v", got, failed, err)
 		}
 	}
-	push()
-	if !slices.Equal(api.binary["http://a"], []bool{true}) || !slices.Equal(api.binary["http://b"], []bool{false}) {
-		t.Fatalf("binary calls: %v, want a in binary and b in JSON", api.binary)
+	restart := func(encodings ...string) {
+		nodes.mu.Lock()
+		a.Encodings = encodings // a restarted as another release at the same address
+		nodes.live_["a"] = a
+		nodes.mu.Unlock()
 	}
-	nodes.mu.Lock()
-	a.Encodings = nil // a restarted as an older release at the same address
-	nodes.live_["a"] = a
-	nodes.mu.Unlock()
 	push()
-	if !slices.Equal(api.binary["http://a"], []bool{true, false}) {
-		t.Fatalf("calls to a after it stopped listing the encoding: %v, want JSON", api.binary["http://a"])
+	if !slices.Equal(api.forms["http://a"], []apiclient.BatchForm{apiclient.BatchStream}) || !slices.Equal(api.forms["http://b"], []apiclient.BatchForm{apiclient.BatchJSON}) {
+		t.Fatalf("calls: %v, want a on a stream and b in JSON", api.forms)
+	}
+	restart(wire.ContentTypeProtobuf)
+	push()
+	restart()
+	push()
+	if want := []apiclient.BatchForm{apiclient.BatchStream, apiclient.BatchBinary, apiclient.BatchJSON}; !slices.Equal(api.forms["http://a"], want) {
+		t.Fatalf("calls to a as it listed fewer forms: %v, want %v", api.forms["http://a"], want)
 	}
 }
 

@@ -113,6 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Transport: apiclient.NewTransport(max(2*cfg.NodeInFlight, 16)),
 		Timeout:   cfg.NodeTimeout,
 	}, cfg.InternalSecret)
+	defer nodeClient.Close()
 	disp, err := newDispatcher(dispatchConfig{
 		NodeTimeout: cfg.NodeTimeout,
 		Lookup:      lookupConfig{MaxUIDs: cfg.BatchMaxUIDs, InFlight: cfg.LookupInFlight, Queue: cfg.LookupQueue},

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldpush/herald/pkg/apiclient"
 	"github.com/heraldpush/herald/pkg/discovery"
 	"github.com/heraldpush/herald/pkg/wire"
 	"github.com/heraldpush/herald/services/push-route/internal/coalesce"
@@ -85,8 +86,8 @@ func (s *nodeSenders) queue(node discovery.Node) (*nodeSender, error) {
 		return q, nil
 	}
 	q := &nodeSender{node: node}
-	// A node says in ZooKeeper whether it reads the binary form; an older one gets JSON.
-	binary := slices.Contains(node.Encodings, wire.ContentTypeProtobuf)
+	// A node says in ZooKeeper which forms it reads; an older one gets an older form.
+	form := apiclient.BatchFormFor(node.Encodings)
 	b, err := coalesce.New(coalesce.Config{
 		MaxInFlight: s.cfg.InFlight,
 		MaxWeight:   s.cfg.MaxBytes,
@@ -94,7 +95,7 @@ func (s *nodeSenders) queue(node discovery.Node) (*nodeSender, error) {
 		Timeout:     s.cfg.Timeout,
 	}, itemBytes, func(ctx context.Context, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
 		s.metrics.deliverBatch.Observe(float64(len(items)))
-		return s.api.DeliverBatch(ctx, node.InternalURL, binary, items)
+		return s.api.DeliverBatch(ctx, node.InternalURL, form, items)
 	})
 	if err != nil {
 		s.mu.Unlock()

@@ -120,17 +120,19 @@ func TestInternalAPI(t *testing.T) {
 	})
 	t.Run("deliver batch", func(t *testing.T) {
 		api := apiclient.NewNodeClient(http.DefaultClient, secret)
-		for _, binary := range []bool{false, true} {
+		defer api.Close()
+		// The stream form twice: the second batch goes on the stream the first one opened.
+		for i, form := range []apiclient.BatchForm{apiclient.BatchJSON, apiclient.BatchBinary, apiclient.BatchStream, apiclient.BatchStream} {
 			msg := func(id string) wire.Message {
-				return wire.Message{ID: fmt.Sprintf("%s-%v", id, binary), Data: []byte(`{"n":1}`), TS: 1}
+				return wire.Message{ID: fmt.Sprintf("%s-%d-%v", id, i, form), Data: []byte(`{"n":1}`), TS: 1}
 			}
-			answers, err := api.DeliverBatch(context.Background(), n.internalURL, binary, []wire.DeliverItem{
+			answers, err := api.DeliverBatch(context.Background(), n.internalURL, form, []wire.DeliverItem{
 				{Message: msg("batch-1"), UIDs: []string{"kicked", "nobody"}, TraceID: "t1"},
 				{Message: wire.Message{ID: "", Data: []byte(`1`)}, UIDs: []string{"stays"}},
 				{Message: msg("batch-2"), UIDs: []string{"stays"}},
 			})
 			if err != nil {
-				t.Fatalf("deliver batch (binary %v): %v", binary, err)
+				t.Fatalf("deliver batch (%v): %v", form, err)
 			}
 			first := answers[0]
 			if first.Error != nil || len(first.Results) != 2 || first.Results[0].Delivered != 2 || len(first.Results[0].ConnIDs) != 2 ||

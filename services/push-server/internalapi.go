@@ -29,6 +29,7 @@ func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check
 	mux := service.OpsMux(reg, ready)
 	mux.Handle("POST "+wire.PathDeliver, guard("deliver", handleDeliver(s)))
 	mux.Handle("POST "+wire.PathDeliverBatch, guard("deliver_batch", handleDeliverBatch(s)))
+	mux.Handle("POST "+wire.PathDeliverStream, guard("deliver_stream", handleDeliverStream(s)))
 	mux.Handle("POST "+wire.PathBroadcast, guard("broadcast", handleBroadcast(s)))
 	mux.Handle("POST "+wire.PathKick, guard("kick", handleKick(s)))
 	mux.Handle("GET "+wire.PathStats, guard("stats", handleStats(s)))
@@ -89,15 +90,7 @@ func handleDeliverBatch(s *server) http.Handler {
 			}
 			items = req.Items
 		}
-		answers := make([]wire.DeliverResponse, len(items))
-		for i, item := range items {
-			res, err := s.deliver(item)
-			if err != nil {
-				// One malformed message must not cost the others in the batch their delivery.
-				res = wire.DeliverResponse{Results: []wire.DeliverResult{}, Error: itemError(err)}
-			}
-			answers[i] = res
-		}
+		answers := s.deliverItems(items)
 		if !binary {
 			httpapi.WriteJSON(w, http.StatusOK, wire.DeliverBatchResponse{Items: answers})
 			return
@@ -105,6 +98,20 @@ func handleDeliverBatch(s *server) http.Handler {
 		w.Header().Set("Content-Type", wire.ContentTypeProtobuf)
 		w.Write(wire.AppendDeliverBatchResponse(nil, answers))
 	})
+}
+
+// deliverItems delivers a batch's items and answers each, in order.
+func (s *server) deliverItems(items []wire.DeliverItem) []wire.DeliverResponse {
+	answers := make([]wire.DeliverResponse, len(items))
+	for i, item := range items {
+		res, err := s.deliver(item)
+		if err != nil {
+			// One malformed message must not cost the others in the batch their delivery.
+			res = wire.DeliverResponse{Results: []wire.DeliverResult{}, Error: itemError(err)}
+		}
+		answers[i] = res
+	}
+	return answers
 }
 
 // itemError is the answer to one refused item of a batch, as an error body would carry it.

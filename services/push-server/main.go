@@ -159,6 +159,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		)
 	}()
 	stopListeners := func() error {
+		s.endStreams()
 		stopServing()
 		return <-served
 	}
@@ -166,7 +167,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	node := discovery.Node{
 		ID: cfg.NodeID, WSURL: cfg.AdvertiseWSURL, InternalURL: cfg.AdvertiseIntURL,
 		Weight: cfg.Weight, StartedAt: time.Now().UTC().Truncate(time.Second),
-		Encodings: []string{wire.ContentTypeProtobuf},
+		Encodings: []string{wire.ContentTypeProtobuf, wire.ContentTypeBatchStream},
 	}
 	s.routes.markSynced(ctx)
 	registration, err := zk.Register(ctx, node)

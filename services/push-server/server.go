@@ -59,6 +59,11 @@ type server struct {
 	ready []health.Check
 	// registration is the node's znode once announced (nil before), which drain and undrain update.
 	registration atomic.Pointer[discovery.Registration]
+
+	// streams ends with endStreams, when the node stops serving: deliver streams waiting for their
+	// next batch then end, and the internal listener can shut down.
+	streams    context.Context
+	endStreams context.CancelFunc
 }
 
 // serverDeps are what a node is built from; run makes them from the real servers.
@@ -92,6 +97,7 @@ func newServer(cfg Config, logger *slog.Logger, deps serverDeps) (*server, error
 		m.roomFrames.Add(float64(frames))
 		m.roomWrites.Add(float64(writes))
 	})
+	s.streams, s.endStreams = context.WithCancel(context.Background())
 	s.seq.Store(uint64(time.Now().UnixNano()))
 	s.pong, _ = json.Marshal(map[string]string{"type": wire.TypePong})
 	s.routes = newRouteKeeper(deps.routes, cfg.NodeID, logger, m, routeHooks{

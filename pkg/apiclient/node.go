@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/heraldpush/herald/pkg/wire"
 )
@@ -41,10 +42,12 @@ const (
 	BatchStream                  // a frame on a deliver stream (wire.PathDeliverStream)
 )
 
-// BatchFormFor is the cheapest form among the encodings a node lists in its ZooKeeper entry.
-func BatchFormFor(encodings []string) BatchForm {
+// BatchFormFor is the cheapest form among the encodings a node lists in its ZooKeeper entry, for its
+// internal URL: deliver streams are plain HTTP/1.1, so a node behind https gets calls, which go through
+// the http.Client's transport.
+func BatchFormFor(encodings []string, nodeURL string) BatchForm {
 	switch {
-	case slices.Contains(encodings, wire.ContentTypeBatchStream):
+	case slices.Contains(encodings, wire.ContentTypeBatchStream) && strings.HasPrefix(nodeURL, "http://"):
 		return BatchStream
 	case slices.Contains(encodings, wire.ContentTypeProtobuf):
 		return BatchBinary

@@ -28,8 +28,8 @@ const (
 	streamDefaultTimeout = 30 * time.Second
 )
 
-// errStreamClosed is a batch's answer on a stream the node ended before answering.
-var errStreamClosed = errors.New("the node ended the deliver stream")
+// errStreamClosed is a batch's answer on a stream the node ended without answering it.
+var errStreamClosed = errors.New("the node ended the deliver stream without answering")
 
 // streamPool holds the idle deliver streams (wire.PathDeliverStream) to each node, as a transport
 // holds idle keep-alive connections.
@@ -47,44 +47,48 @@ type streamPool struct {
 // the answer body is read through answer.
 type deliverStream struct {
 	conn     net.Conn
-	answer   io.ReadCloser // the chunked answer body, over a buffered reader of conn
+	buffered *bufio.Reader // over conn
+	answer   io.ReadCloser // the chunked answer body, read through buffered
 	out, in  []byte        // frame buffers, reused from batch to batch
 	lastUsed time.Time
 }
 
 // deliver sends items on an idle stream to nodeURL, or on a new one, and returns the node's answers.
-// A reused stream that turns out to have been ended by the node before it read anything is replaced
-// once by a new one: the node ends streams only between batches, so nothing of that batch was
-// delivered.
+// A batch is sent once: whatever fails after it was written fails the batch, since the node may have
+// delivered some of it. An idle stream the node has ended is found before it is used (alive).
 func (p *streamPool) deliver(ctx context.Context, nodeURL string, items []wire.DeliverItem) ([]wire.DeliverResponse, error) {
-	for {
-		st, reused := p.take(nodeURL)
-		if st == nil {
-			var err error
-			if st, err = p.open(ctx, nodeURL); err != nil {
-				return nil, err
-			}
-		}
-		b, err := st.roundTrip(ctx, items)
-		if err != nil {
-			st.close()
-			if reused && errors.Is(err, errStreamClosed) && ctx.Err() == nil {
-				continue
-			}
+	st := p.take(nodeURL)
+	if st == nil {
+		var err error
+		if st, err = p.open(ctx, nodeURL); err != nil {
 			return nil, err
 		}
-		answers, err := wire.ParseDeliverBatchResponse(b)
-		if err != nil {
-			st.close()
-			return nil, err
-		}
-		p.put(nodeURL, st)
-		return answers, nil
 	}
+	stop := watch(ctx, st.conn)
+	b, err := st.roundTrip(items)
+	if !stop() && err == nil {
+		// ctx ended meanwhile, and its cut-off may yet land on conn: not for the next batch. The
+		// answer is in, though.
+		answers, err := wire.ParseDeliverBatchResponse(b)
+		st.close()
+		return answers, err
+	}
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	answers, err := wire.ParseDeliverBatchResponse(b)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	p.put(nodeURL, st)
+	return answers, nil
 }
 
-// take pops the most recently used idle stream to nodeURL, if one was used within streamMaxIdle.
-func (p *streamPool) take(nodeURL string) (*deliverStream, bool) {
+// take pops the most recently used idle stream to nodeURL that is still open and was used within
+// streamMaxIdle.
+func (p *streamPool) take(nodeURL string) *deliverStream {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -97,13 +101,16 @@ func (p *streamPool) take(nodeURL string) (*deliverStream, bool) {
 		}
 	}
 	p.dropStale(nodeURL, now)
-	idle := p.idle[nodeURL]
-	if len(idle) == 0 {
-		return nil, false
+	for idle := p.idle[nodeURL]; len(idle) > 0; {
+		st := idle[len(idle)-1]
+		idle = idle[:len(idle)-1]
+		p.idle[nodeURL] = idle
+		if st.alive() {
+			return st
+		}
+		st.close()
 	}
-	st := idle[len(idle)-1]
-	p.idle[nodeURL] = idle[:len(idle)-1]
-	return st, true
+	return nil
 }
 
 // dropStale closes nodeURL's streams unused for streamMaxIdle; they are the first in its list.
@@ -172,8 +179,7 @@ func (p *streamPool) open(ctx context.Context, nodeURL string) (*deliverStream, 
 }
 
 func startStream(ctx context.Context, conn net.Conn, u *url.URL, secret string) (*deliverStream, error) {
-	stop := watch(ctx, conn)
-	defer stop()
+	defer watch(ctx, conn)()
 	path := strings.TrimSuffix(u.EscapedPath(), "/") + wire.PathDeliverStream
 	head := "POST " + path + " HTTP/1.1\r\nHost: " + u.Host +
 		"\r\nContent-Type: " + wire.ContentTypeBatchStream +
@@ -203,13 +209,11 @@ func startStream(ctx context.Context, conn net.Conn, u *url.URL, secret string) 
 		resp.Body.Close()
 		return nil, fmt.Errorf("answered in %q, not %q", got, wire.ContentTypeBatchStream)
 	}
-	return &deliverStream{conn: conn, answer: resp.Body}, nil
+	return &deliverStream{conn: conn, buffered: br, answer: resp.Body}, nil
 }
 
-// roundTrip writes items as one chunk of the body and reads the node's answer frame, within ctx.
-func (st *deliverStream) roundTrip(ctx context.Context, items []wire.DeliverItem) ([]byte, error) {
-	stop := watch(ctx, st.conn)
-	defer stop()
+// roundTrip writes items as one chunk of the body and reads the node's answer frame.
+func (st *deliverStream) roundTrip(items []wire.DeliverItem) ([]byte, error) {
 	// The chunk's size line goes in front of the frame, so the chunk is one write: room for it first.
 	const sizeLine = 10 // up to 8 hex digits and CRLF
 	st.out = wire.AppendDeliverBatchRequestFrame(append(st.out[:0], make([]byte, sizeLine)...), items)
@@ -220,25 +224,43 @@ func (st *deliverStream) roundTrip(ctx context.Context, items []wire.DeliverItem
 	copy(st.out[sizeLine-2:], "\r\n")
 	st.out = append(st.out, "\r\n"...)
 	if _, err := st.conn.Write(st.out[start:]); err != nil {
-		return nil, endedEarly(err)
+		return nil, err
 	}
 	b, err := wire.ReadFrame(st.answer, st.in, maxNodeAnswer)
 	if err != nil {
-		return nil, endedEarly(err)
+		if errors.Is(err, io.EOF) {
+			err = errStreamClosed
+		}
+		return nil, err
 	}
 	st.in = b
 	return b, nil
 }
 
-// endedEarly marks err as errStreamClosed when it shows the node had ended the stream before it read
-// the batch: a clean end of the answer where a frame should start (the node ends streams between
-// batches), or a reset or broken pipe (it closed with the batch unread). A node that dies while it
-// delivers a batch it has read ends the answer without its last chunk, which is not one of these.
-func endedEarly(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
-		return fmt.Errorf("%w: %w", errStreamClosed, err)
+// alive tells whether an idle stream is still open, without waiting: nothing may arrive on an idle
+// stream but its end (the node's shutdown or idle timeout), so anything to read, or the socket's end,
+// means the node has ended it. It peeks at the socket with one non-blocking system call.
+func (st *deliverStream) alive() bool {
+	if st.buffered.Buffered() > 0 {
+		return false
 	}
-	return err
+	sc, ok := st.conn.(syscall.Conn)
+	if !ok {
+		return true // not a socket (tests): the batch finds out
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var peekErr error
+	var b [1]byte
+	if err := raw.Read(func(fd uintptr) bool {
+		_, _, peekErr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true
+	}); err != nil {
+		return false
+	}
+	return errors.Is(peekErr, syscall.EAGAIN)
 }
 
 func (st *deliverStream) close() {
@@ -246,13 +268,13 @@ func (st *deliverStream) close() {
 }
 
 // watch bounds what is done on conn until the returned stop by ctx's deadline (or
-// streamDefaultTimeout) and cuts it short when ctx is canceled.
-func watch(ctx context.Context, conn net.Conn) (stop func()) {
+// streamDefaultTimeout) and cuts it short when ctx is canceled. stop reports false when ctx ended
+// first: its cut-off may then still land on conn.
+func watch(ctx context.Context, conn net.Conn) (stop func() bool) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(streamDefaultTimeout)
 	}
 	conn.SetDeadline(deadline)
-	cancel := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	return func() { cancel() }
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 }

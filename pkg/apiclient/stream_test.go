@@ -16,14 +16,15 @@ import (
 )
 
 // streamNode serves deliver streams as a push-server does, answering each uid with one delivery,
-// except that it ends a stream after perStream batches (0: never) and, with dieAfterRead, drops the
-// connection after reading a batch without answering it, as a node that dies mid-batch.
+// except that it ends a stream after perStream batches (0: never) and drops the connection after
+// reading batch number dieOn (counted from 1 over all streams) without answering it, as a node that
+// dies mid-batch.
 type streamNode struct {
-	perStream    int
-	dieAfterRead bool
-	hang         bool // read the batch, never answer
-	streams      atomic.Int32
-	batches      atomic.Int32
+	perStream int
+	dieOn     int32
+	hang      bool // read the batch, never answer
+	streams   atomic.Int32
+	batches   atomic.Int32
 }
 
 func (n *streamNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -34,6 +35,9 @@ func (n *streamNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n.streams.Add(1)
 	rc := http.NewResponseController(w)
 	rc.EnableFullDuplex()
+	// As the push-server's handler: net/http reads what is left of a body before it closes the
+	// connection, and a stream's body has no end.
+	defer rc.SetReadDeadline(time.Now())
 	w.Header().Set("Content-Type", wire.ContentTypeBatchStream)
 	w.WriteHeader(http.StatusOK)
 	rc.Flush()
@@ -43,14 +47,14 @@ func (n *streamNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
-		n.batches.Add(1)
+		nth := n.batches.Add(1)
 		if n.hang {
 			// Until the client gives up and closes the stream (which, in full duplex, the request's
 			// context does not tell).
 			wire.ReadFrame(body, nil, wire.MaxInternalBody)
 			return
 		}
-		if n.dieAfterRead {
+		if nth == n.dieOn {
 			conn, _, _ := rc.Hijack()
 			conn.Close()
 			return
@@ -94,17 +98,31 @@ func TestStreamCarriesBatchesOnOneStream(t *testing.T) {
 	}
 }
 
-// A node ends its streams between batches (its shutdown, its idle timeout): a batch sent on a stream
-// the node had already ended was never read, so it goes again on a new stream.
+// A node ends its streams between batches (its shutdown, its idle timeout): an idle stream the node
+// has ended is not used again, so no batch is lost on it.
 func TestStreamEndedByTheNodeIsReplaced(t *testing.T) {
 	node := &streamNode{perStream: 1}
-	srv := httptest.NewServer(node)
+	srv := httptest.NewUnstartedServer(node)
+	var ended atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateClosed {
+			ended.Add(1)
+		}
+	}
+	srv.Start()
 	defer srv.Close()
 	c := NewNodeClient(srv.Client(), "s3cret")
 	defer c.Close()
 	for i := range 3 {
 		if _, err := c.DeliverBatch(context.Background(), srv.URL, BatchStream, streamItems("a")); err != nil {
 			t.Fatalf("batch %d: %v", i, err)
+		}
+		// The node has ended the stream, and its end has reached the client's socket.
+		for deadline := time.Now().Add(5 * time.Second); ended.Load() <= int32(i); {
+			if time.Now().After(deadline) {
+				t.Fatal("the node did not end the stream")
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
 	if s, b := node.streams.Load(), node.batches.Load(); s != 3 || b != 3 {
@@ -113,18 +131,41 @@ func TestStreamEndedByTheNodeIsReplaced(t *testing.T) {
 }
 
 // A node that read a batch and died before answering may have delivered part of it: the batch fails
-// and is not sent again.
+// and is not sent again, also on a stream that had served batches before.
 func TestStreamNodeDyingMidBatchFailsTheBatch(t *testing.T) {
-	node := &streamNode{dieAfterRead: true}
+	node := &streamNode{dieOn: 2}
 	srv := httptest.NewServer(node)
 	defer srv.Close()
 	c := NewNodeClient(srv.Client(), "s3cret")
 	defer c.Close()
+	if _, err := c.DeliverBatch(context.Background(), srv.URL, BatchStream, streamItems("a")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.DeliverBatch(context.Background(), srv.URL, BatchStream, streamItems("a")); err == nil {
 		t.Fatal("a batch the node died on succeeded")
 	}
-	if b := node.batches.Load(); b != 1 {
-		t.Fatalf("the batch was read %d times, want once", b)
+	if b := node.batches.Load(); b != 2 {
+		t.Fatalf("%d batches read, want 2: the one the node died on read once", b)
+	}
+	if _, err := c.DeliverBatch(context.Background(), srv.URL, BatchStream, streamItems("a")); err != nil {
+		t.Fatalf("the batch after, on a new stream: %v", err)
+	}
+}
+
+// A batch whose caller gives up fails; its stream is not used again (the cut-off may land late).
+func TestStreamBatchCanceled(t *testing.T) {
+	node := &streamNode{hang: true}
+	srv := httptest.NewServer(node)
+	defer srv.Close()
+	c := NewNodeClient(srv.Client(), "s3cret")
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	if _, err := c.DeliverBatch(ctx, srv.URL, BatchStream, streamItems("a")); err == nil {
+		t.Fatal("a canceled batch succeeded")
+	}
+	if n := len(c.streams.idle[srv.URL]); n != 0 {
+		t.Fatalf("%d streams back in the pool after a canceled batch", n)
 	}
 }
 
@@ -163,7 +204,7 @@ func TestStreamPoolClosesStaleStreams(t *testing.T) {
 	var p streamPool
 	open := func(url string, idleFor time.Duration) net.Conn {
 		ours, theirs := net.Pipe()
-		p.put(url, &deliverStream{conn: ours})
+		p.put(url, &deliverStream{conn: ours, buffered: bufio.NewReader(ours)})
 		p.idle[url][len(p.idle[url])-1].lastUsed = time.Now().Add(-idleFor)
 		return theirs
 	}
@@ -175,14 +216,32 @@ func TestStreamPoolClosesStaleStreams(t *testing.T) {
 	stale := open("http://a", 2*streamMaxIdle)
 	fresh := open("http://a", 0)
 	gone := open("http://gone", 2*streamMaxIdle)
-	if st, reused := p.take("http://a"); st == nil || !reused {
+	if st := p.take("http://a"); st == nil {
 		t.Fatal("the fresh stream to a was not taken")
 	}
 	if !closed(stale) || !closed(gone) {
 		t.Fatal("stale streams left open")
 	}
-	if st, _ := p.take("http://a"); st != nil {
+	if st := p.take("http://a"); st != nil {
 		t.Fatal("a stale stream was taken")
 	}
 	fresh.Close()
+}
+
+func TestBatchFormFor(t *testing.T) {
+	both := []string{wire.ContentTypeProtobuf, wire.ContentTypeBatchStream}
+	for _, tt := range []struct {
+		encodings []string
+		url       string
+		want      BatchForm
+	}{
+		{both, "http://10.0.0.1:9082", BatchStream},
+		{both, "https://ps-1.internal:9082", BatchBinary},
+		{[]string{wire.ContentTypeProtobuf}, "http://10.0.0.1:9082", BatchBinary},
+		{nil, "http://10.0.0.1:9082", BatchJSON},
+	} {
+		if got := BatchFormFor(tt.encodings, tt.url); got != tt.want {
+			t.Errorf("BatchFormFor(%v, %s) = %v, want %v", tt.encodings, tt.url, got, tt.want)
+		}
+	}
 }

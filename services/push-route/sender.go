@@ -87,7 +87,7 @@ func (s *nodeSenders) queue(node discovery.Node) (*nodeSender, error) {
 	}
 	q := &nodeSender{node: node}
 	// A node says in ZooKeeper which forms it reads; an older one gets an older form.
-	form := apiclient.BatchFormFor(node.Encodings)
+	form := apiclient.BatchFormFor(node.Encodings, node.InternalURL)
 	b, err := coalesce.New(coalesce.Config{
 		MaxInFlight: s.cfg.InFlight,
 		MaxWeight:   s.cfg.MaxBytes,

@@ -24,7 +24,8 @@ const (
 // answered in the answer body before the next is read, so batches are delivered in the order they
 // were sent, as on one keep-alive connection. A frame the node cannot read ends the stream (push-route
 // counts that batch as not delivered and opens another); so does the node's shutdown, between frames:
-// a batch that was read is always answered.
+// a batch that was read is answered. push-route sees the end of an idle stream before it uses it
+// again.
 func handleDeliverStream(s *server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Content-Type") != wire.ContentTypeBatchStream {
@@ -47,10 +48,19 @@ func handleDeliverStream(s *server) http.Handler {
 		// shutdown does not wait the idle time out.
 		stop := context.AfterFunc(s.streams, func() { rc.SetReadDeadline(time.Now()) })
 		defer stop()
+		defer func() {
+			// What follows the handler must not wait: the answer's last chunk is written whatever
+			// the last answer's write deadline, so push-route sees a clean end, and net/http's read
+			// of what is left of the body, which has no end, stops at once.
+			rc.SetWriteDeadline(time.Time{})
+			rc.SetReadDeadline(time.Now())
+		}()
 		body := bufio.NewReaderSize(r.Body, 4096)
 		var in, out []byte
 		for {
-			if s.streams.Err() != nil || rc.SetReadDeadline(time.Now().Add(streamIdle)) != nil {
+			// The deadline before the check: a shutdown between the two would otherwise have its
+			// deadline overwritten.
+			if rc.SetReadDeadline(time.Now().Add(streamIdle)) != nil || s.streams.Err() != nil {
 				return
 			}
 			frame, err := wire.ReadFrame(body, in, wire.MaxInternalBody)

@@ -14,6 +14,21 @@ import (
 func TestDeliverStreamEndsOnAnUnreadableFrame(t *testing.T) {
 	n := startNode(t, "ps-stream-bad", nodeOpts{})
 	c := dial(t, n, "streamed", "a")
+	api := apiclient.NewNodeClient(http.DefaultClient, secret)
+	defer api.Close()
+	deliver := func(id string) {
+		t.Helper()
+		item := wire.DeliverItem{Message: wire.Message{ID: id, Data: []byte(`1`), TS: 1}, UIDs: []string{"streamed"}}
+		answers, err := api.DeliverBatch(context.Background(), n.internalURL, apiclient.BatchStream, []wire.DeliverItem{item})
+		if err != nil || answers[0].Results[0].Delivered != 1 {
+			t.Fatalf("deliver %s: %+v, %v", id, answers, err)
+		}
+		if p := c.nextOfType("push"); p["id"] != id {
+			t.Fatalf("push %v, want %s", p, id)
+		}
+	}
+	deliver("before-bad") // api's stream, open beside the bad one
+
 	body, feed := io.Pipe()
 	req, _ := http.NewRequest(http.MethodPost, n.internalURL+wire.PathDeliverStream, body)
 	req.Header.Set(wire.SecretHeader, secret)
@@ -31,17 +46,7 @@ func TestDeliverStreamEndsOnAnUnreadableFrame(t *testing.T) {
 		t.Fatalf("after an unreadable frame the answer went on: %q, %v; want its clean end", rest, err)
 	}
 	feed.Close()
-
-	api := apiclient.NewNodeClient(http.DefaultClient, secret)
-	defer api.Close()
-	item := wire.DeliverItem{Message: wire.Message{ID: "after-bad", Data: []byte(`1`), TS: 1}, UIDs: []string{"streamed"}}
-	answers, err := api.DeliverBatch(context.Background(), n.internalURL, apiclient.BatchStream, []wire.DeliverItem{item})
-	if err != nil || answers[0].Results[0].Delivered != 1 {
-		t.Fatalf("a new stream after the bad one: %+v, %v", answers, err)
-	}
-	if p := c.nextOfType("push"); p["id"] != "after-bad" {
-		t.Fatalf("push %v", p)
-	}
+	deliver("after-bad")
 }
 
 // A stream waiting for its next batch does not hold up the node's shutdown: stop fails the test if

@@ -31,7 +31,7 @@ func NewNodeClient(hc *http.Client, secret string) *NodeClient {
 }
 
 // Close closes the idle deliver streams, and the ones in use once their batch is answered.
-func (n *NodeClient) Close() { n.streams.closeIdle(true) }
+func (n *NodeClient) Close() { n.streams.close() }
 
 // BatchForm is how DeliverBatch hands a batch to a node.
 type BatchForm int

@@ -19,8 +19,8 @@ import (
 )
 
 // Bounds of the deliver streams a NodeClient keeps. A stream unused for streamMaxIdle is closed
-// rather than reused: the node ends streams idle for two minutes, and a stream it has just ended
-// would cost the batch sent on it.
+// rather than reused, well before the node ends it (after two idle minutes), so that end never races
+// a batch.
 const (
 	streamMaxIdle       = time.Minute
 	streamMaxIdlePerURL = 64
@@ -66,24 +66,18 @@ func (p *streamPool) deliver(ctx context.Context, nodeURL string, items []wire.D
 	}
 	stop := watch(ctx, st.conn)
 	b, err := st.roundTrip(items)
-	if !stop() && err == nil {
-		// ctx ended meanwhile, and its cut-off may yet land on conn: not for the next batch. The
-		// answer is in, though.
-		answers, err := wire.ParseDeliverBatchResponse(b)
-		st.close()
-		return answers, err
+	var answers []wire.DeliverResponse
+	if err == nil {
+		answers, err = wire.ParseDeliverBatchResponse(b)
 	}
-	if err != nil {
+	// Back to the pool only after a clean answer within ctx: the cut-off of a ctx that ended
+	// meanwhile may yet land on conn, and would fail the next batch.
+	if !stop() || err != nil {
 		st.close()
-		return nil, err
+	} else {
+		p.put(nodeURL, st)
 	}
-	answers, err := wire.ParseDeliverBatchResponse(b)
-	if err != nil {
-		st.close()
-		return nil, err
-	}
-	p.put(nodeURL, st)
-	return answers, nil
+	return answers, err
 }
 
 // take pops the most recently used idle stream to nodeURL that is still open and was used within
@@ -142,8 +136,8 @@ func (p *streamPool) put(nodeURL string, st *deliverStream) {
 	p.idle[nodeURL] = append(p.idle[nodeURL], st)
 }
 
-// closeIdle closes every idle stream; closing for good also closes streams returned later.
-func (p *streamPool) closeIdle(forGood bool) {
+// close closes every idle stream, and from now on every stream returned to the pool.
+func (p *streamPool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, idle := range p.idle {
@@ -152,7 +146,7 @@ func (p *streamPool) closeIdle(forGood bool) {
 		}
 	}
 	p.idle = nil
-	p.closed = p.closed || forGood
+	p.closed = true
 }
 
 // open starts a deliver stream to nodeURL: the request head by hand (net/http's client cannot write a

@@ -8,8 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,13 +43,16 @@ type streamPool struct {
 	closed bool
 }
 
-// deliverStream is one open deliver stream: the request body is written straight to conn in chunks,
-// the answer body is read through answer.
+// deliverStream is one open deliver stream: the request body is written through body, a chunk per
+// frame, the answer body is read through answer.
 type deliverStream struct {
 	conn     net.Conn
-	buffered *bufio.Reader // over conn
-	answer   io.ReadCloser // the chunked answer body, read through buffered
-	out, in  []byte        // frame buffers, reused from batch to batch
+	buffered *bufio.Reader  // over conn
+	answer   io.ReadCloser  // the chunked answer body, read through buffered
+	out      *bufio.Writer  // over conn, flushed once per frame
+	body     io.WriteCloser // the chunked request body, written through out
+	frame    []byte         // the request frame's buffer, reused from batch to batch
+	in       []byte         // the answer frame's buffer, likewise
 	lastUsed time.Time
 }
 
@@ -203,21 +206,17 @@ func startStream(ctx context.Context, conn net.Conn, u *url.URL, secret string) 
 		resp.Body.Close()
 		return nil, fmt.Errorf("answered in %q, not %q", got, wire.ContentTypeBatchStream)
 	}
-	return &deliverStream{conn: conn, buffered: br, answer: resp.Body}, nil
+	out := bufio.NewWriter(conn)
+	return &deliverStream{conn: conn, buffered: br, answer: resp.Body, out: out, body: httputil.NewChunkedWriter(out)}, nil
 }
 
-// roundTrip writes items as one chunk of the body and reads the node's answer frame.
+// roundTrip writes items as one chunk of the body, in one write, and reads the node's answer frame.
 func (st *deliverStream) roundTrip(items []wire.DeliverItem) ([]byte, error) {
-	// The chunk's size line goes in front of the frame, so the chunk is one write: room for it first.
-	const sizeLine = 10 // up to 8 hex digits and CRLF
-	st.out = wire.AppendDeliverBatchRequestFrame(append(st.out[:0], make([]byte, sizeLine)...), items)
-	size := len(st.out) - sizeLine
-	line := strconv.AppendInt(nil, int64(size), 16)
-	start := sizeLine - len(line) - 2
-	copy(st.out[start:], line)
-	copy(st.out[sizeLine-2:], "\r\n")
-	st.out = append(st.out, "\r\n"...)
-	if _, err := st.conn.Write(st.out[start:]); err != nil {
+	st.frame = wire.AppendDeliverBatchRequestFrame(st.frame[:0], items)
+	if _, err := st.body.Write(st.frame); err != nil {
+		return nil, err
+	}
+	if err := st.out.Flush(); err != nil {
 		return nil, err
 	}
 	b, err := wire.ReadFrame(st.answer, st.in, maxNodeAnswer)

@@ -24,16 +24,18 @@ const frameHeader = 4
 
 // AppendDeliverBatchRequestFrame appends items as one stream frame to b.
 func AppendDeliverBatchRequestFrame(b []byte, items []DeliverItem) []byte {
-	start := len(b)
-	b = AppendDeliverBatchRequest(append(b, 0, 0, 0, 0), items)
-	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-frameHeader))
-	return b
+	return appendFrame(b, func(b []byte) []byte { return AppendDeliverBatchRequest(b, items) })
 }
 
 // AppendDeliverBatchResponseFrame appends answers as one stream frame to b.
 func AppendDeliverBatchResponseFrame(b []byte, answers []DeliverResponse) []byte {
+	return appendFrame(b, func(b []byte) []byte { return AppendDeliverBatchResponse(b, answers) })
+}
+
+// appendFrame appends the payload appendPayload writes, behind its length.
+func appendFrame(b []byte, appendPayload func([]byte) []byte) []byte {
 	start := len(b)
-	b = AppendDeliverBatchResponse(append(b, 0, 0, 0, 0), answers)
+	b = appendPayload(append(b, 0, 0, 0, 0))
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-frameHeader))
 	return b
 }

@@ -234,9 +234,17 @@ func TestClusterFailover(t *testing.T) {
 			onVictim[uid] = true
 		}
 	}
-	// Replicas acknowledge what they have: wait for them, so the promoted one holds every route.
+	// Replicas acknowledge what they have: wait for them, so the promoted one holds every route. A
+	// healthy cluster only says the replica's link is up; replication is asynchronous, so the
+	// victim's own WAIT is what says its replica holds every write.
 	if err := rc.WaitHealthy(ctx); err != nil {
 		t.Fatal(err)
+	}
+	direct := redis.NewClient(&redis.Options{Addr: victim.Addr})
+	acked, err := direct.Do(ctx, "WAIT", 1, 10000).Int()
+	direct.Close()
+	if err != nil || acked < 1 {
+		t.Fatalf("the victim's replica did not acknowledge its writes: %d replicas, %v", acked, err)
 	}
 	if err := victim.Stop(); err != nil {
 		t.Fatal(err)

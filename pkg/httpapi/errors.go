@@ -17,6 +17,7 @@ const (
 	CodeMalformedJSON   = "malformed_json"
 	CodeInvalidRequest  = "invalid_request"
 	CodeBodyTooLarge    = "body_too_large"
+	CodeHeaderTooLarge  = "header_too_large"
 	CodeUnauthorized    = "unauthorized"
 	CodeTokenExpired    = "token_expired"
 	CodeBadCredentials  = "bad_credentials"
@@ -36,6 +37,7 @@ var statusByCode = map[string]int{
 	CodeMalformedJSON:   http.StatusBadRequest,
 	CodeInvalidRequest:  http.StatusBadRequest,
 	CodeBodyTooLarge:    http.StatusRequestEntityTooLarge,
+	CodeHeaderTooLarge:  http.StatusRequestHeaderFieldsTooLarge,
 	CodeUnauthorized:    http.StatusUnauthorized,
 	CodeTokenExpired:    http.StatusUnauthorized,
 	CodeBadCredentials:  http.StatusUnauthorized,

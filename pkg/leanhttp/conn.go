@@ -1,0 +1,348 @@
+package leanhttp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldpush/herald/pkg/httpapi"
+)
+
+// A connection is idle while it waits for a request, active from the request's first byte to its
+// answer. Shutdown closes only idle ones; one it closed is closed for good.
+const (
+	stateIdle int32 = iota
+	stateActive
+	stateClosed
+)
+
+// maxDrain is how much of a body the handler left unread is read and dropped to keep the connection;
+// past it the connection is closed instead (net/http's figure).
+const maxDrain = 256 << 10
+
+// bigAnswer is the answer buffer a connection keeps between calls; a larger one is dropped after use.
+const bigAnswer = 64 << 10
+
+type conn struct {
+	srv    *Server
+	rwc    net.Conn
+	remote string
+	state  atomic.Int32
+	ctx    context.Context // ends with the connection, or at a forced shutdown
+	cancel context.CancelFunc
+
+	limit   limitedReader // under br: bounds a request's header
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	w       answer
+	scratch []byte   // for draining bodies
+	line    [64]byte // for numbers and the status line
+
+	date    []byte // the Date header's value for dateSec, reused within the second
+	dateSec int64
+}
+
+func newConn(s *Server, rwc net.Conn) *conn {
+	c := &conn{srv: s, rwc: rwc, remote: rwc.RemoteAddr().String()}
+	c.ctx, c.cancel = context.WithCancel(s.base)
+	c.limit.r = rwc
+	c.br = bufio.NewReader(&c.limit)
+	c.bw = bufio.NewWriter(rwc)
+	c.w.header = http.Header{}
+	return c
+}
+
+func (c *conn) serve() {
+	defer func() {
+		c.cancel()
+		c.rwc.Close()
+		c.srv.forget(c)
+	}()
+	s := c.srv
+	for {
+		// net/http's allowance: the bufio buffer's worth of slack over the limit.
+		c.limit.n = int64(s.MaxHeaderBytes) + 4096
+		if c.br.Buffered() == 0 {
+			c.rwc.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+			if _, err := c.br.Peek(1); err != nil {
+				return // the client left, stayed idle too long, or Shutdown closed us
+			}
+		}
+		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+			return
+		}
+		c.rwc.SetReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+		req, err := http.ReadRequest(c.br)
+		if err != nil {
+			c.refuse(err)
+			return
+		}
+		c.limit.n = math.MaxInt64
+		if !c.serveRequest(req) || s.shutting.Load() {
+			return
+		}
+		c.state.Store(stateIdle)
+	}
+}
+
+// refuse answers a request that could not be read, unless the client simply left or was too slow.
+func (c *conn) refuse(err error) {
+	switch {
+	case c.limit.n <= 0:
+		c.writeError(httpapi.Errorf(httpapi.CodeHeaderTooLarge, "request line and header are larger than %d bytes", c.srv.MaxHeaderBytes))
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isTimeout(err):
+		// Nobody is reading an answer, or the client is too slow to deserve one (as net/http).
+	default:
+		c.writeError(httpapi.Errorf(httpapi.CodeInvalidRequest, "unreadable HTTP request: %v", err))
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// writeError answers with err and Connection: close, outside any request.
+func (c *conn) writeError(err error) {
+	c.w.reset()
+	httpapi.WriteError(&c.w, err)
+	c.writeAnswer(nil, false)
+}
+
+// serveRequest calls the handler and writes its answer; it reports whether the connection may carry
+// another request.
+func (c *conn) serveRequest(req *http.Request) (keep bool) {
+	s := c.srv
+	if req.ProtoMajor != 1 {
+		c.writeError(httpapi.Errorf(httpapi.CodeInvalidRequest, "unsupported protocol %s: this API speaks HTTP/1.x", req.Proto))
+		return false
+	}
+	if req.ProtoAtLeast(1, 1) && req.Host == "" {
+		c.writeError(httpapi.Errorf(httpapi.CodeInvalidRequest, "an HTTP/1.1 request needs a Host header"))
+		return false
+	}
+	body := req.Body
+	if req.ContentLength != 0 {
+		// The body's time starts now; the header's deadline was for the header.
+		c.rwc.SetReadDeadline(time.Now().Add(s.ReadTimeout))
+	}
+	var cont *continueReader
+	if expect := req.Header.Get("Expect"); expect != "" {
+		// Other expectations are not understood and, as RFC 9110 allows, ignored.
+		if strings.EqualFold(expect, "100-continue") && req.ProtoAtLeast(1, 1) && req.ContentLength != 0 {
+			cont = &continueReader{c: c, body: body}
+			req.Body = cont
+		}
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	req = req.WithContext(ctx)
+	req.RemoteAddr = c.remote
+
+	c.w.reset()
+	if !c.callHandler(req) {
+		return false
+	}
+	keep = !req.Close // the client's wish, or a panic's
+	if cont != nil && !cont.sent {
+		// The client waits for our word before sending its body; the answer says not to.
+		keep = false
+	} else if keep && body != http.NoBody && !c.drain(body) {
+		keep = false
+	}
+	if tokenListed(c.w.header["Connection"], "close") || s.shutting.Load() {
+		keep = false
+	}
+	return c.writeAnswer(req, keep) && keep
+}
+
+// callHandler runs the handler; it reports false when the handler panicked with http.ErrAbortHandler
+// (drop the connection, answer nothing). Any other panic is logged and answered 500.
+func (c *conn) callHandler(req *http.Request) (answer bool) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		if p == http.ErrAbortHandler {
+			answer = false
+			return
+		}
+		c.srv.Logger.Error("handler panic", "method", req.Method, "path", req.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		c.w.reset()
+		httpapi.WriteError(&c.w, httpapi.Errorf(httpapi.CodeInternal, "internal error"))
+		req.Close = true
+		answer = true
+	}()
+	c.srv.Handler.ServeHTTP(&c.w, req)
+	return true
+}
+
+// drain reads what the handler left of the body, up to maxDrain; it reports whether the body
+// ended there, so the next request starts where this one ends.
+func (c *conn) drain(body io.Reader) bool {
+	if c.scratch == nil {
+		c.scratch = make([]byte, 4096)
+	}
+	for read := 0; read <= maxDrain; {
+		n, err := body.Read(c.scratch)
+		read += n
+		if err == io.EOF {
+			return read <= maxDrain
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// writeAnswer writes the handler's answer in one write; req is nil for an answer to a request that
+// could not be read. It reports whether the write succeeded.
+func (c *conn) writeAnswer(req *http.Request, keep bool) bool {
+	w, bw := &c.w, c.bw
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	h := w.header
+	delete(h, "Connection")
+	delete(h, "Transfer-Encoding")
+	declared := h["Content-Length"]
+	delete(h, "Content-Length")
+
+	bw.WriteString("HTTP/1.1 ")
+	bw.Write(appendStatus(c.line[:0], status))
+	bw.WriteString("\r\n")
+	if _, ok := h["Date"]; !ok {
+		bw.WriteString("Date: ")
+		bw.Write(c.dateValue())
+		bw.WriteString("\r\n")
+	}
+	head := req != nil && req.Method == http.MethodHead
+	if bodyAllowed(status) {
+		if _, ok := h["Content-Type"]; !ok && w.buf.Len() > 0 {
+			h.Set("Content-Type", http.DetectContentType(w.buf.Bytes()))
+		}
+		bw.WriteString("Content-Length: ")
+		if head && w.buf.Len() == 0 && len(declared) == 1 {
+			// A HEAD handler may state the length of the body it did not write.
+			bw.WriteString(declared[0])
+		} else {
+			bw.Write(appendInt(c.line[:0], w.buf.Len()))
+		}
+		bw.WriteString("\r\n")
+	}
+	switch {
+	case !keep:
+		bw.WriteString("Connection: close\r\n")
+	case req != nil && req.ProtoMajor == 1 && req.ProtoMinor == 0:
+		bw.WriteString("Connection: keep-alive\r\n")
+	}
+	h.Write(bw)
+	bw.WriteString("\r\n")
+	if bodyAllowed(status) && !head {
+		bw.Write(w.buf.Bytes())
+	}
+	c.rwc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
+	err := bw.Flush()
+	if w.buf.Cap() > bigAnswer {
+		w.buf = bytes.Buffer{}
+	}
+	return err == nil
+}
+
+// bodyAllowed reports whether an answer with status has a body (RFC 9110: not 1xx, 204 or 304).
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+func appendStatus(b []byte, status int) []byte {
+	b = appendInt(b, status)
+	b = append(b, ' ')
+	if text := http.StatusText(status); text != "" {
+		return append(b, text...)
+	}
+	return append(b, "status code"...)
+}
+
+func appendInt(b []byte, n int) []byte {
+	return strconv.AppendInt(b, int64(n), 10)
+}
+
+// dateValue is the Date header's value, formatted once a second.
+func (c *conn) dateValue() []byte {
+	now := time.Now()
+	if sec := now.Unix(); sec != c.dateSec || c.date == nil {
+		c.date = now.UTC().AppendFormat(c.date[:0], http.TimeFormat)
+		c.dateSec = sec
+	}
+	return c.date
+}
+
+// tokenListed reports whether a comma-separated header lists token, in any case.
+func tokenListed(values []string, token string) bool {
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// limitedReader is the connection as the request reader sees it: n bytes more may be read, then it
+// reads as closed. serve sets n before each header and lifts it after.
+type limitedReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+// continueReader is a body whose client sent Expect: 100-continue: the first read tells the client
+// to go on, so a handler that refuses without reading spares the client sending it.
+type continueReader struct {
+	c    *conn
+	body io.Reader
+	sent bool
+	err  error
+}
+
+func (r *continueReader) Read(p []byte) (int, error) {
+	if !r.sent {
+		r.sent = true
+		r.c.rwc.SetWriteDeadline(time.Now().Add(r.c.srv.WriteTimeout))
+		if _, r.err = io.WriteString(r.c.rwc, "HTTP/1.1 100 Continue\r\n\r\n"); r.err != nil {
+			r.err = fmt.Errorf("send 100 Continue: %w", r.err)
+		}
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.body.Read(p)
+}
+
+func (r *continueReader) Close() error { return nil }

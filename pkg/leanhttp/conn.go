@@ -19,13 +19,19 @@ import (
 	"github.com/heraldpush/herald/pkg/httpapi"
 )
 
-// A connection is idle while it waits for a request, active from the request's first byte to its
-// answer. Shutdown closes only idle ones; one it closed is closed for good.
+// A connection is new until its first request, idle while it waits for a later one, active from a
+// request's first byte to its answer. Shutdown closes idle ones, and new ones that have sent nothing
+// for a while (one just accepted may be sending its first request: closing it would fail a call that
+// was never refused); one it closed is closed for good.
 const (
-	stateIdle int32 = iota
+	stateNew int32 = iota
+	stateIdle
 	stateActive
 	stateClosed
 )
+
+// newGrace is how long Shutdown leaves a new connection to send its first request (net/http's figure).
+const newGrace = 5 * time.Second
 
 // maxDrain is how much of a body the handler left unread is read and dropped to keep the connection;
 // past it the connection is closed instead (net/http's figure).
@@ -39,6 +45,7 @@ type conn struct {
 	rwc    net.Conn
 	remote string
 	state  atomic.Int32
+	born   time.Time       // accepted at
 	ctx    context.Context // ends with the connection, or at a forced shutdown
 	cancel context.CancelFunc
 
@@ -54,7 +61,7 @@ type conn struct {
 }
 
 func newConn(s *Server, rwc net.Conn) *conn {
-	c := &conn{srv: s, rwc: rwc, remote: rwc.RemoteAddr().String()}
+	c := &conn{srv: s, rwc: rwc, remote: rwc.RemoteAddr().String(), born: time.Now()}
 	c.ctx, c.cancel = context.WithCancel(s.base)
 	c.limit.r = rwc
 	c.br = bufio.NewReader(&c.limit)
@@ -65,6 +72,11 @@ func newConn(s *Server, rwc net.Conn) *conn {
 
 func (c *conn) serve() {
 	defer func() {
+		if p := recover(); p != nil {
+			// A bug of this package, not a handler's (callHandler recovers those): lose the
+			// connection, not the process.
+			c.srv.Logger.Error("connection panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
 		c.cancel()
 		c.rwc.Close()
 		c.srv.forget(c)
@@ -79,7 +91,7 @@ func (c *conn) serve() {
 				return // the client left, stayed idle too long, or Shutdown closed us
 			}
 		}
-		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+		if !c.state.CompareAndSwap(stateIdle, stateActive) && !c.state.CompareAndSwap(stateNew, stateActive) {
 			return
 		}
 		c.rwc.SetReadDeadline(time.Now().Add(s.ReadHeaderTimeout))

@@ -487,3 +487,21 @@ func TestShutdownDeadlineCancelsCalls(t *testing.T) {
 		t.Fatal("connection open after Shutdown gave up on it")
 	}
 }
+
+func TestShutdownServesANewConnectionsFirstRequest(t *testing.T) {
+	s, addr := start(t, echo, nil)
+	c := dial(t, addr)
+	// Accepted, but its request not yet sent: Shutdown must not fail a call nobody refused.
+	time.Sleep(50 * time.Millisecond)
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	time.Sleep(50 * time.Millisecond)
+	c.send("POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+	resp, body := c.answer("POST")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"body":"ok"`) || !resp.Close {
+		t.Fatalf("answered %d %q close=%v, want the answer with Connection: close", resp.StatusCode, body, resp.Close)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/heraldpush/herald/pkg/httpapi"
 )
 
@@ -32,6 +34,12 @@ const (
 
 // newGrace is how long Shutdown leaves a new connection to send its first request (net/http's figure).
 const newGrace = 5 * time.Second
+
+// lingerTime and lingerBytes bound lingerClose.
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 4 << 20
+)
 
 // maxDrain is how much of a body the handler left unread is read and dropped to keep the connection;
 // past it the connection is closed instead (net/http's figure).
@@ -53,6 +61,7 @@ type conn struct {
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	w       answer
+	unread  bool     // the client may still be sending: close gently (lingerClose)
 	scratch []byte   // for draining bodies
 	line    [64]byte // for numbers and the status line
 
@@ -78,6 +87,9 @@ func (c *conn) serve() {
 			c.srv.Logger.Error("connection panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
 		c.cancel()
+		if c.unread {
+			c.lingerClose()
+		}
 		c.rwc.Close()
 		c.srv.forget(c)
 	}()
@@ -86,10 +98,16 @@ func (c *conn) serve() {
 		// net/http's allowance: the bufio buffer's worth of slack over the limit.
 		c.limit.n = int64(s.MaxHeaderBytes) + 4096
 		if c.br.Buffered() == 0 {
-			c.rwc.SetReadDeadline(time.Now().Add(s.IdleTimeout))
-			if _, err := c.br.Peek(1); err != nil {
-				return // the client left, stayed idle too long, or Shutdown closed us
+			wait := s.IdleTimeout
+			if c.state.Load() == stateNew {
+				// A connection that never sent a request gets the header's time, not an idle
+				// one's: holding connections open should cost an attacker more than it costs us.
+				wait = min(wait, s.ReadHeaderTimeout)
 			}
+			c.rwc.SetReadDeadline(time.Now().Add(wait))
+		}
+		if !c.skipEmptyLines() {
+			return // the client left, stayed idle too long, or Shutdown closed us
 		}
 		if !c.state.CompareAndSwap(stateIdle, stateActive) && !c.state.CompareAndSwap(stateNew, stateActive) {
 			return
@@ -120,13 +138,41 @@ func (c *conn) refuse(err error) {
 	}
 }
 
+// skipEmptyLines waits for the next request and skips the empty lines before it (RFC 9112 section
+// 2.2: some clients send a CRLF after a body). It reports false when the connection ended or timed
+// out first.
+func (c *conn) skipEmptyLines() bool {
+	for {
+		b, err := c.br.Peek(1)
+		if err != nil {
+			return false
+		}
+		if b[0] != '\r' && b[0] != '\n' {
+			return true
+		}
+		c.br.Discard(1)
+	}
+}
+
+// lingerClose stops writing and reads what the client still sends for a moment before the close, so
+// the kernel does not answer the unread bytes with a reset that destroys the answer in flight (as
+// net/http does).
+func (c *conn) lingerClose() {
+	if tc, ok := c.rwc.(interface{ CloseWrite() error }); ok && tc.CloseWrite() == nil {
+		c.rwc.SetReadDeadline(time.Now().Add(lingerTime))
+		io.CopyN(io.Discard, c.rwc, lingerBytes)
+	}
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// writeError answers with err and Connection: close, outside any request.
+// writeError answers with err and Connection: close, outside any request: what the client sent was
+// not all read.
 func (c *conn) writeError(err error) {
+	c.unread = true
 	c.w.reset()
 	httpapi.WriteError(&c.w, err)
 	c.writeAnswer(nil, false)
@@ -144,18 +190,21 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 		c.writeError(httpapi.Errorf(httpapi.CodeInvalidRequest, "an HTTP/1.1 request needs a Host header"))
 		return false
 	}
+	if !httpguts.ValidHostHeader(req.Host) {
+		c.writeError(httpapi.Errorf(httpapi.CodeInvalidRequest, "malformed Host header"))
+		return false
+	}
 	body := req.Body
-	if req.ContentLength != 0 {
+	var handlerBody *requestBody
+	if body != http.NoBody {
 		// The body's time starts now; the header's deadline was for the header.
 		c.rwc.SetReadDeadline(time.Now().Add(s.ReadTimeout))
-	}
-	var cont *continueReader
-	if expect := req.Header.Get("Expect"); expect != "" {
-		// Other expectations are not understood and, as RFC 9110 allows, ignored.
-		if strings.EqualFold(expect, "100-continue") && req.ProtoAtLeast(1, 1) && req.ContentLength != 0 {
-			cont = &continueReader{c: c, body: body}
-			req.Body = cont
+		handlerBody = &requestBody{c: c, body: body}
+		// Other expectations than 100-continue are not understood and, as RFC 9110 allows, ignored.
+		if expect := req.Header.Get("Expect"); expect != "" && strings.EqualFold(expect, "100-continue") && req.ProtoAtLeast(1, 1) {
+			handlerBody.mustContinue = true
 		}
+		req.Body = handlerBody
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
@@ -163,15 +212,23 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	req.RemoteAddr = c.remote
 
 	c.w.reset()
-	if !c.callHandler(req) {
+	answer := c.callHandler(req)
+	if handlerBody != nil {
+		handlerBody.done.Store(true) // a handler goroutine reading on after the call gets an error
+	}
+	if !answer {
+		c.unread = handlerBody != nil
 		return false
 	}
 	keep = !req.Close // the client's wish, or a panic's
-	if cont != nil && !cont.sent {
-		// The client waits for our word before sending its body; the answer says not to.
-		keep = false
-	} else if keep && body != http.NoBody && !c.drain(body) {
-		keep = false
+	switch {
+	case handlerBody == nil:
+	case handlerBody.mustContinue && !handlerBody.continued:
+		// The client waits for our word before sending its body; the answer says not to. It may
+		// send it anyway.
+		keep, c.unread = false, true
+	case !c.drain(body):
+		keep, c.unread = false, true
 	}
 	if tokenListed(c.w.header["Connection"], "close") || s.shutting.Load() {
 		keep = false
@@ -224,6 +281,8 @@ func (c *conn) drain(body io.Reader) bool {
 // could not be read. It reports whether the write succeeded.
 func (c *conn) writeAnswer(req *http.Request, keep bool) bool {
 	w, bw := &c.w, c.bw
+	// Before the first byte: an answer larger than bw's buffer reaches the socket before Flush.
+	c.rwc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
 	status := w.status
 	if status == 0 {
 		status = http.StatusOK
@@ -247,14 +306,22 @@ func (c *conn) writeAnswer(req *http.Request, keep bool) bool {
 		if _, ok := h["Content-Type"]; !ok && w.buf.Len() > 0 {
 			h.Set("Content-Type", http.DetectContentType(w.buf.Bytes()))
 		}
-		bw.WriteString("Content-Length: ")
-		if head && w.buf.Len() == 0 && len(declared) == 1 {
-			// A HEAD handler may state the length of the body it did not write.
-			bw.WriteString(declared[0])
-		} else {
-			bw.Write(appendInt(c.line[:0], w.buf.Len()))
+		length := int64(w.buf.Len())
+		if head && length == 0 {
+			// A HEAD handler may state the length of the body it did not write; otherwise the
+			// length is unknown and, as net/http, not stated.
+			length = -1
+			if len(declared) == 1 {
+				if n, err := strconv.ParseInt(declared[0], 10, 64); err == nil && n >= 0 {
+					length = n
+				}
+			}
 		}
-		bw.WriteString("\r\n")
+		if length >= 0 {
+			bw.WriteString("Content-Length: ")
+			bw.Write(strconv.AppendInt(c.line[:0], length, 10))
+			bw.WriteString("\r\n")
+		}
 	}
 	switch {
 	case !keep:
@@ -267,7 +334,6 @@ func (c *conn) writeAnswer(req *http.Request, keep bool) bool {
 	if bodyAllowed(status) && !head {
 		bw.Write(w.buf.Bytes())
 	}
-	c.rwc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
 	err := bw.Flush()
 	if w.buf.Cap() > bigAnswer {
 		w.buf = bytes.Buffer{}
@@ -281,16 +347,12 @@ func bodyAllowed(status int) bool {
 }
 
 func appendStatus(b []byte, status int) []byte {
-	b = appendInt(b, status)
+	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
 	if text := http.StatusText(status); text != "" {
 		return append(b, text...)
 	}
-	return append(b, "status code"...)
-}
-
-func appendInt(b []byte, n int) []byte {
-	return strconv.AppendInt(b, int64(n), 10)
+	return strconv.AppendInt(append(b, "status code "...), int64(status), 10)
 }
 
 // dateValue is the Date header's value, formatted once a second.
@@ -334,21 +396,30 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// continueReader is a body whose client sent Expect: 100-continue: the first read tells the client
-// to go on, so a handler that refuses without reading spares the client sending it.
-type continueReader struct {
-	c    *conn
-	body io.Reader
-	sent bool
-	err  error
+// requestBody is the body a handler reads. Expect: 100-continue is answered on its first read, so a
+// handler that refuses without reading spares the client sending the body. Close only marks it
+// closed: net/http's body would read the rest without bound, and drain does that, within maxDrain.
+// Once the handler has returned, reads fail, so a goroutine it left behind cannot race the next
+// request for the connection's bytes.
+type requestBody struct {
+	c            *conn
+	body         io.Reader
+	mustContinue bool // the client waits for 100 Continue before sending the body
+	continued    bool // 100 Continue is sent
+	closed       bool
+	done         atomic.Bool // the handler returned
+	err          error
 }
 
-func (r *continueReader) Read(p []byte) (int, error) {
-	if !r.sent {
-		r.sent = true
+func (r *requestBody) Read(p []byte) (int, error) {
+	if r.closed || r.done.Load() {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if r.mustContinue && !r.continued {
+		r.continued = true
 		r.c.rwc.SetWriteDeadline(time.Now().Add(r.c.srv.WriteTimeout))
-		if _, r.err = io.WriteString(r.c.rwc, "HTTP/1.1 100 Continue\r\n\r\n"); r.err != nil {
-			r.err = fmt.Errorf("send 100 Continue: %w", r.err)
+		if _, err := io.WriteString(r.c.rwc, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			r.err = fmt.Errorf("send 100 Continue: %w", err)
 		}
 	}
 	if r.err != nil {
@@ -357,4 +428,7 @@ func (r *continueReader) Read(p []byte) (int, error) {
 	return r.body.Read(p)
 }
 
-func (r *continueReader) Close() error { return nil }
+func (r *requestBody) Close() error {
+	r.closed = true
+	return nil
+}

@@ -7,8 +7,11 @@
 //
 // What a client of net/http's server relies on still holds: keep-alive and pipelining, HTTP/1.0,
 // Expect: 100-continue, HEAD, 204 and 304 without a body, a header size limit (431), read, idle and
-// write timeouts, an unread body drained or the connection closed, a JSON 400 for a request that
-// cannot be read, a recovered handler panic, and a graceful shutdown that finishes calls in flight.
+// write timeouts, an unread body drained or the connection closed gently (the answer is not lost to
+// a reset), a JSON 400 for a request that cannot be read, a recovered handler panic, and a graceful
+// shutdown that finishes calls in flight. Not kept: a request's context is not canceled when its
+// client hangs up mid-call (nothing reads the connection while the handler runs), so a call is
+// completed once begun.
 package leanhttp
 
 import (

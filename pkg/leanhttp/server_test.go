@@ -186,12 +186,17 @@ func TestUnreadableRequests(t *testing.T) {
 func TestHeaderUnderTheLimitIsServed(t *testing.T) {
 	_, addr := start(t, echo, func(s *Server) { s.MaxHeaderBytes = 2 << 10 })
 	c := dial(t, addr)
-	// Twice: the limit applies to each request, not to the connection's life.
-	for range 2 {
+	// Several: the limit applies to each request, not to the connection's life.
+	for range 5 {
 		c.send("GET /ok HTTP/1.1\r\nHost: x\r\nX-Fill: " + strings.Repeat("a", 1500) + "\r\n\r\n")
 		if resp, body := c.answer("GET"); resp.StatusCode != 200 {
 			t.Fatalf("answered %d %s", resp.StatusCode, body)
 		}
+	}
+	// And it is still enforced on a later request.
+	c.send("GET /big HTTP/1.1\r\nHost: x\r\nX-Fill: " + strings.Repeat("a", 8<<10) + "\r\n\r\n")
+	if resp, body := c.answer("GET"); resp.StatusCode != 431 {
+		t.Fatalf("oversized later request answered %d %s, want 431", resp.StatusCode, body)
 	}
 }
 
@@ -231,11 +236,12 @@ func TestExpectContinue(t *testing.T) {
 	})
 	t.Run("curl style", func(t *testing.T) {
 		// net/http's client sends Expect and waits for 100 (or the answer) before the body.
-		tr := &http.Transport{ExpectContinueTimeout: 5 * time.Second}
+		// The client would wait far longer than its own timeout for a 100 that never came.
+		tr := &http.Transport{ExpectContinueTimeout: time.Minute}
 		defer tr.CloseIdleConnections()
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/e", strings.NewReader(strings.Repeat("b", 3000)))
 		req.Header.Set("Expect", "100-continue")
-		resp, err := (&http.Client{Transport: tr}).Do(req)
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -254,6 +260,13 @@ func TestHeadAndBodilessStatuses(t *testing.T) {
 			w.WriteHeader(http.StatusNoContent)
 		case "/304":
 			w.WriteHeader(http.StatusNotModified)
+		case "/declared":
+			w.Header().Set("Content-Length", "42")
+		case "/injected":
+			w.Header().Set("Content-Length", "5\r\nX-Injected: yes")
+		case "/informational":
+			w.WriteHeader(http.StatusContinue) // not sent: the final answer is what counts
+			io.WriteString(w, "twelve bytes")
 		default:
 			io.WriteString(w, "twelve bytes")
 		}
@@ -274,6 +287,20 @@ func TestHeadAndBodilessStatuses(t *testing.T) {
 	// The last answer parses where the bodiless ones ended: nothing stray was written.
 	if resp, body := c.answer("GET"); resp.StatusCode != 200 || body != "twelve bytes" || resp.Header.Get("Content-Type") == "" {
 		t.Fatalf("answered %d %q %v, want 200 twelve bytes with a sniffed Content-Type", resp.StatusCode, body, resp.Header)
+	}
+	c.send("HEAD /declared HTTP/1.1\r\nHost: x\r\n\r\nHEAD /204 HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"HEAD /injected HTTP/1.1\r\nHost: x\r\n\r\nGET /informational HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := c.answer("HEAD"); resp.ContentLength != 42 {
+		t.Fatalf("HEAD with a declared length: Content-Length %d, want 42", resp.ContentLength)
+	}
+	if resp, _ := c.answer("HEAD"); resp.Header.Get("Content-Length") != "" {
+		t.Fatalf("HEAD of a bodiless status states a length: %v", resp.Header)
+	}
+	if resp, _ := c.answer("HEAD"); resp.Header.Get("X-Injected") != "" || resp.Header.Get("Content-Length") != "" {
+		t.Fatalf("a handler's malformed Content-Length reached the wire: %v", resp.Header)
+	}
+	if resp, body := c.answer("GET"); resp.StatusCode != 200 || body != "twelve bytes" {
+		t.Fatalf("after WriteHeader(100): %d %q, want the final 200", resp.StatusCode, body)
 	}
 }
 
@@ -346,22 +373,33 @@ func TestUnreadBody(t *testing.T) {
 }
 
 func TestTimeouts(t *testing.T) {
-	_, addr := start(t, echo, func(s *Server) {
-		s.IdleTimeout = 200 * time.Millisecond
-		s.ReadHeaderTimeout = 200 * time.Millisecond
-		s.ReadTimeout = 200 * time.Millisecond
-	})
+	// Each case shortens only the timeout it names: the others would close the connection too.
+	const short, long = 200 * time.Millisecond, time.Minute
 	for _, tc := range []struct {
-		name, partial string
-		answered      bool // the handler saw the read fail and answered
+		name     string
+		tune     func(*Server)
+		talk     func(*rawConn)
+		answered bool // the handler saw the read fail and answered
 	}{
-		{"idle", "", false},
-		{"slow header", "GET / HTTP/1.1\r\nHost: x\r\n", false},
-		{"slow body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234", true},
+		{"idle after a request", func(s *Server) { s.IdleTimeout = short }, func(c *rawConn) {
+			c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			c.answer("GET")
+		}, false},
+		{"new and silent", func(s *Server) { s.ReadHeaderTimeout = short }, func(*rawConn) {}, false},
+		{"slow header", func(s *Server) { s.ReadHeaderTimeout = short }, func(c *rawConn) {
+			c.send("GET / HTTP/1.1\r\nHost: x\r\n")
+		}, false},
+		{"slow body", func(s *Server) { s.ReadTimeout = short }, func(c *rawConn) {
+			c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
+		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			_, addr := start(t, echo, func(s *Server) {
+				s.IdleTimeout, s.ReadHeaderTimeout, s.ReadTimeout = long, long, long
+				tc.tune(s)
+			})
 			c := dial(t, addr)
-			c.send(tc.partial)
+			tc.talk(c)
 			if tc.answered {
 				if resp, _ := c.answer("POST"); resp.StatusCode != http.StatusBadRequest || !resp.Close {
 					t.Fatalf("answered %d close=%v, want the handler's 400 and Connection: close", resp.StatusCode, resp.Close)
@@ -371,6 +409,96 @@ func TestTimeouts(t *testing.T) {
 				t.Fatal("connection still open long after the timeout")
 			}
 		})
+	}
+}
+
+// big answers with 64 KiB, more than the connection's write buffer.
+var big = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/big" {
+		w.Write([]byte(strings.Repeat("x", 64<<10)))
+	}
+})
+
+func TestWriteTimeout(t *testing.T) {
+	t.Run("per answer, not per connection", func(t *testing.T) {
+		_, addr := start(t, big, func(s *Server) { s.WriteTimeout = 200 * time.Millisecond })
+		c := dial(t, addr)
+		c.send("GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.answer("GET")
+		time.Sleep(400 * time.Millisecond) // longer than WriteTimeout: the last deadline has passed
+		c.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := c.answer("GET"); resp.StatusCode != 200 || len(body) != 64<<10 {
+			t.Fatalf("answered %d with %d bytes", resp.StatusCode, len(body))
+		}
+	})
+	t.Run("a client that does not read", func(t *testing.T) {
+		s, addr := start(t, big, func(s *Server) { s.WriteTimeout = 200 * time.Millisecond })
+		c := dial(t, addr)
+		// Enough pipelined requests that the answers overflow every socket buffer between us.
+		c.send(strings.Repeat("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", 400))
+		time.Sleep(500 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		// The stuck write gave up at its deadline, so the connection is gone and nothing is left.
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v: a connection is still stuck writing", err)
+		}
+	})
+}
+
+func TestBodyCloseKeepsTheConnection(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer r.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(r.Body, 2))
+		r.Body.Close()
+		if _, err := r.Body.Read(make([]byte, 1)); err != http.ErrBodyReadAfterClose {
+			t.Errorf("read after Close: %v", err)
+		}
+		w.Write(b)
+	})
+	_, addr := start(t, h, nil)
+	c := dial(t, addr)
+	for range 3 {
+		c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabcdef")
+		if resp, body := c.answer("POST"); resp.StatusCode != 200 || body != "ab" || resp.Close {
+			t.Fatalf("answered %d %q close=%v, want ab and the connection kept (the rest drained)", resp.StatusCode, body, resp.Close)
+		}
+	}
+}
+
+func TestLargeUnreadBodyStillGetsItsAnswer(t *testing.T) {
+	// The handler refuses without reading 8 MiB; the client is still sending when the server
+	// closes. Without a lingering close the kernel resets the connection and the answer is lost.
+	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusRequestEntityTooLarge) })
+	_, addr := start(t, refuse, nil)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for i := range 5 {
+		resp, err := client.Post("http://"+addr+"/", "application/octet-stream", strings.NewReader(strings.Repeat("z", 8<<20)))
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("call %d answered %d", i, resp.StatusCode)
+		}
+	}
+}
+
+func TestEmptyLinesBeforeARequestAndBadHosts(t *testing.T) {
+	_, addr := start(t, echo, nil)
+	c := dial(t, addr)
+	c.send("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n1\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+	for _, want := range []string{"/a", "/b"} {
+		if resp, body := c.answer("GET"); resp.StatusCode != 200 || !strings.Contains(body, want) {
+			t.Fatalf("answered %d %q, want %s: a stray CRLF between requests is skipped", resp.StatusCode, body, want)
+		}
+	}
+	c = dial(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: a b/c\r\n\r\n")
+	if resp, body := c.answer("GET"); resp.StatusCode != 400 || errorCode(t, body) != "invalid_request" {
+		t.Fatalf("malformed Host answered %d %q", resp.StatusCode, body)
 	}
 }
 
@@ -469,10 +597,11 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 }
 
 func TestShutdownDeadlineCancelsCalls(t *testing.T) {
-	entered := make(chan struct{})
+	entered, returned := make(chan struct{}), make(chan struct{})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
 		<-r.Context().Done() // a call that only ends when told to
+		close(returned)
 	})
 	s, addr := start(t, h, nil)
 	c := dial(t, addr)
@@ -485,6 +614,11 @@ func TestShutdownDeadlineCancelsCalls(t *testing.T) {
 	}
 	if !c.closed() {
 		t.Fatal("connection open after Shutdown gave up on it")
+	}
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call's context was not canceled when Shutdown gave up")
 	}
 }
 

@@ -51,6 +51,8 @@ type Listener struct {
 	// Lean, with Handler, serves it with pkg/leanhttp instead of net/http's server: less CPU per call,
 	// for an API whose answers are whole JSON bodies (no streaming, no upgrades, no HTTP/2).
 	Lean bool
+	// MaxHeaderBytes bounds a request's line and header, answered 431 above (0: 1 MiB).
+	MaxHeaderBytes int
 	// Accept, when set instead of Handler, serves the listener itself until it is closed (the
 	// push-server's WebSocket upgrades, which bypass net/http). Shutdown closes the listener.
 	Accept func(net.Listener)
@@ -87,6 +89,7 @@ func Serve(ctx context.Context, logger *slog.Logger, shutdownTimeout time.Durati
 			Handler:           l.Handler,
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
+			MaxHeaderBytes:    l.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		}
 		if l.Lean {
@@ -94,6 +97,7 @@ func Serve(ctx context.Context, logger *slog.Logger, shutdownTimeout time.Durati
 				Handler:           l.Handler,
 				ReadHeaderTimeout: readHeaderTimeout,
 				IdleTimeout:       idleTimeout,
+				MaxHeaderBytes:    l.MaxHeaderBytes,
 				Logger:            logger.With("listener", l.Name),
 			}
 		}

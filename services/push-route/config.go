@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/heraldpush/herald/pkg/config"
@@ -22,6 +23,7 @@ type Config struct {
 	ZKSessionTimeout time.Duration
 	InternalSecret   string
 	MaxBody          int64
+	MaxHeader        int
 	MaxData          int
 	MaxUIDs          int
 	MaxTTL           time.Duration
@@ -56,6 +58,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", 10*time.Second, "ZooKeeper session timeout")
 	fs.StringVar(&c.InternalSecret, "internal-secret", "", "shared secret of the internal APIs (required)")
 	fs.Int64Var(&c.MaxBody, "max-body", httpapi.DefaultMaxBody, "largest request body in bytes (413 above)")
+	fs.IntVar(&c.MaxHeader, "max-header", http.DefaultMaxHeaderBytes, "largest request line and header in bytes (431 above)")
 	fs.IntVar(&c.MaxData, "max-data", 64<<10, "largest push data in bytes, as JSON (413 above)")
 	fs.IntVar(&c.MaxUIDs, "max-uids", 1000, "uids per push call (400 above)")
 	fs.DurationVar(&c.MaxTTL, "max-ttl", 30*24*time.Hour, "longest ttl_s accepted")
@@ -84,6 +87,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.NodeInFlight < 1 || c.NodeQueue < 1 || c.LookupQueue < 1 || c.BatchMaxUIDs < 1 || c.LookupInFlight < 1 || c.BatchMaxBytes < 1 {
 		return Config{}, fmt.Errorf("-node-inflight, -node-queue, -lookup-queue, -batch-max-uids, -batch-max-bytes and -lookup-inflight must be at least 1")
+	}
+	if c.MaxHeader < 1024 {
+		return Config{}, fmt.Errorf("-max-header %d is too small for any real request (at least 1024)", c.MaxHeader)
 	}
 	if c.RoomHistory < 0 || c.RoomHistoryTTL <= 0 {
 		return Config{}, fmt.Errorf("-room-history must not be negative and -room-history-ttl must be positive")

@@ -146,7 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	return service.Serve(ctx, logger, cfg.ShutdownTimeout,
 		// Lean: net/http's server machinery around each call was a quarter of a push's CPU here.
-		service.Listener{Name: "public", Addr: cfg.ListenAddr, Handler: NewServer(logger, cfg, deps), Lean: true},
+		service.Listener{Name: "public", Addr: cfg.ListenAddr, Handler: NewServer(logger, cfg, deps), Lean: true, MaxHeaderBytes: cfg.MaxHeader},
 		service.Listener{Name: "internal", Addr: cfg.InternalAddr, Handler: newInternalServer(logger, cfg, deps, reg)},
 	)
 }

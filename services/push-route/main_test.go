@@ -97,6 +97,7 @@ func setup() error {
 		"HERALD_ROOM_HISTORY":       "50",
 		"HERALD_MAX_UIDS":           "50",
 		"HERALD_MAX_DATA":           "1024",
+		"HERALD_MAX_HEADER":         "16384",
 		"HERALD_LOG_LEVEL":          "warn",
 	}
 	go func() {

@@ -262,6 +262,11 @@ func TestPushBadInput(t *testing.T) {
 	if r := call(t, http.MethodGet, "/v1/nope", apiKey, nil, nil); r.status != 404 || r.code() != "not_found" {
 		t.Fatalf("unknown path: %d %s", r.status, r.body)
 	}
+	// setup's -max-header is 16 KiB.
+	big := http.Header{"X-Padding": {strings.Repeat("p", 32<<10)}}
+	if r := call(t, http.MethodPost, "/v1/push", apiKey, map[string]any{"uids": []string{"a"}, "data": 1}, big); r.status != 431 || r.code() != "header_too_large" {
+		t.Fatalf("header over -max-header: %d %s", r.status, r.body)
+	}
 }
 
 // TestDeadNodeIsSwept kills a push-server outright: its routes are swept once its znode is gone, and

@@ -639,3 +639,22 @@ func TestShutdownServesANewConnectionsFirstRequest(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
+
+func TestCallOutlivesItsCallerHangingUp(t *testing.T) {
+	entered, release, finished := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		finished <- r.Context().Err()
+	})
+	_, addr := start(t, h, nil)
+	c := dial(t, addr)
+	c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+	<-entered
+	c.Close()
+	time.Sleep(50 * time.Millisecond) // the hang-up has reached the server
+	close(release)
+	if err := <-finished; err != nil {
+		t.Fatalf("the call's context ended when its caller hung up: %v", err)
+	}
+}

@@ -37,8 +37,8 @@ const (
 // zero duration or size takes the default named beside it.
 type Server struct {
 	Handler http.Handler
-	// ReadHeaderTimeout bounds reading a request's line and header, from its first byte
-	// (DefaultReadHeaderTimeout).
+	// ReadHeaderTimeout bounds reading a request's line and header, from its first byte, and a new
+	// connection's wait for its first request (DefaultReadHeaderTimeout).
 	ReadHeaderTimeout time.Duration
 	// ReadTimeout bounds reading a request's body, from the end of its header (DefaultReadTimeout).
 	ReadTimeout time.Duration

@@ -117,30 +117,41 @@ func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message
 		d.nodes.sweep(s.node)
 		failed = append(failed, s.uid)
 	}
-	delivered = make(map[string]int, len(uids))
-	var mu sync.Mutex
-	send := func(s *nodeShare) {
-		counts, err := d.deliverTo(ctx, traceID, m, s)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			failed = append(failed, s.uids...)
-			return
-		}
-		for uid, n := range counts {
-			delivered[uid] += n
-		}
-	}
 	if len(shares) == 1 {
-		send(shares[0]) // most pushes name users of one node: no goroutine to start and wait for
-		return delivered, failed, nil
+		// Most pushes name users of one node: its answer is the whole answer, with no goroutine,
+		// lock or merged map to pay for.
+		counts, err := d.deliverTo(ctx, traceID, m, shares[0])
+		if err != nil {
+			failed = append(failed, shares[0].uids...)
+		}
+		return counts, failed, nil
 	}
+	delivered, nodesFailed := d.deliverAll(ctx, traceID, m, shares)
+	return delivered, append(failed, nodesFailed...), nil
+}
+
+// deliverAll hands m to several nodes at once and sums their answers; the uids of the nodes that
+// failed come back apart.
+func (d *dispatcher) deliverAll(ctx context.Context, traceID string, m wire.Message, shares []*nodeShare) (delivered map[string]int, failed []string) {
+	delivered = make(map[string]int)
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, s := range shares {
-		wg.Go(func() { send(s) })
+		wg.Go(func() {
+			counts, err := d.deliverTo(ctx, traceID, m, s)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = append(failed, s.uids...)
+				return
+			}
+			for uid, n := range counts {
+				delivered[uid] += n
+			}
+		})
 	}
 	wg.Wait()
-	return delivered, failed, nil
+	return delivered, failed
 }
 
 // deliverTo hands m to one node for its share of the users, and queues the removal of the routes the

@@ -57,7 +57,7 @@ type conn struct {
 	ctx    context.Context // ends with the connection, or at a forced shutdown
 	cancel context.CancelFunc
 
-	limit   limitedReader // under br: bounds a request's header
+	limit   io.LimitedReader // the connection under br: N bounds a request's header, lifted for its body
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	w       answer
@@ -72,7 +72,7 @@ type conn struct {
 func newConn(s *Server, rwc net.Conn) *conn {
 	c := &conn{srv: s, rwc: rwc, remote: rwc.RemoteAddr().String(), born: time.Now()}
 	c.ctx, c.cancel = context.WithCancel(s.base)
-	c.limit.r = rwc
+	c.limit.R = rwc
 	c.br = bufio.NewReader(&c.limit)
 	c.bw = bufio.NewWriter(rwc)
 	c.w.header = http.Header{}
@@ -96,7 +96,7 @@ func (c *conn) serve() {
 	s := c.srv
 	for {
 		// net/http's allowance: the bufio buffer's worth of slack over the limit.
-		c.limit.n = int64(s.MaxHeaderBytes) + 4096
+		c.limit.N = int64(s.MaxHeaderBytes) + 4096
 		if c.br.Buffered() == 0 {
 			wait := s.IdleTimeout
 			if c.state.Load() == stateNew {
@@ -118,7 +118,7 @@ func (c *conn) serve() {
 			c.refuse(err)
 			return
 		}
-		c.limit.n = math.MaxInt64
+		c.limit.N = math.MaxInt64
 		if !c.serveRequest(req) || s.shutting.Load() {
 			return
 		}
@@ -129,7 +129,7 @@ func (c *conn) serve() {
 // refuse answers a request that could not be read, unless the client simply left or was too slow.
 func (c *conn) refuse(err error) {
 	switch {
-	case c.limit.n <= 0:
+	case c.limit.N <= 0:
 		c.writeError(httpapi.Errorf(httpapi.CodeHeaderTooLarge, "request line and header are larger than %d bytes", c.srv.MaxHeaderBytes))
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isTimeout(err):
 		// Nobody is reading an answer, or the client is too slow to deserve one (as net/http).
@@ -230,7 +230,7 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	case !c.drain(body):
 		keep, c.unread = false, true
 	}
-	if tokenListed(c.w.header["Connection"], "close") || s.shutting.Load() {
+	if httpguts.HeaderValuesContainsToken(c.w.header["Connection"], "close") || s.shutting.Load() {
 		keep = false
 	}
 	return c.writeAnswer(req, keep) && keep
@@ -363,37 +363,6 @@ func (c *conn) dateValue() []byte {
 		c.dateSec = sec
 	}
 	return c.date
-}
-
-// tokenListed reports whether a comma-separated header lists token, in any case.
-func tokenListed(values []string, token string) bool {
-	for _, v := range values {
-		for part := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(part), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// limitedReader is the connection as the request reader sees it: n bytes more may be read, then it
-// reads as closed. serve sets n before each header and lifts it after.
-type limitedReader struct {
-	r io.Reader
-	n int64
-}
-
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.n <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.r.Read(p)
-	l.n -= int64(n)
-	return n, err
 }
 
 // requestBody is the body a handler reads. Expect: 100-continue is answered on its first read, so a

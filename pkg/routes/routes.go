@@ -293,15 +293,15 @@ func (s *Store) LookupFrom(ctx context.Context, uids, nodes []string) (Found, er
 		seen[uid] = struct{}{}
 		asked = append(asked, uid)
 	}
-	calls := make([]scriptCall, len(nodes))
-	for i, node := range nodes {
-		calls[i] = scriptCall{script: syncedScript, keys: []string{syncedKey(node)}}
-	}
-	// A plain HGETALL, not a script: reading one hash needs no atomicity, and Redis spends less than
-	// half the CPU on it that it spends on a script call doing the same.
+	// Plain commands, not scripts: reading a hash and a mark needs no atomicity, and Redis spends a
+	// fraction of a script call's CPU on each (commandstats: EXISTS 0.7 µs, EVALSHA of the same 7.6).
+	marks := make([]*redis.IntCmd, len(nodes))
 	reads := make([]*redis.MapStringStringCmd, len(asked))
 	// Each command's own error is read below.
-	_ = s.runPipelined(ctx, calls, func(p redis.Pipeliner) {
+	_ = s.runPipelined(ctx, nil, func(p redis.Pipeliner) {
+		for i, node := range nodes {
+			marks[i] = p.Exists(ctx, syncedKey(node))
+		}
 		for i, uid := range asked {
 			reads[i] = p.HGetAll(ctx, routeKey(uid))
 		}
@@ -309,7 +309,7 @@ func (s *Store) LookupFrom(ctx context.Context, uids, nodes []string) (Found, er
 	for i, node := range nodes {
 		// A mark that cannot be read counts as missing: the node's users count as unsure, which costs
 		// stored messages a retry, never a loss.
-		if n, err := calls[i].cmd.Int(); err != nil || n == 0 {
+		if n, err := marks[i].Result(); err != nil || n == 0 {
 			res.Unsynced = append(res.Unsynced, node)
 		}
 	}
@@ -357,7 +357,8 @@ func (s *Store) MarkSynced(ctx context.Context, node string) error {
 
 // Synced reports whether node's synced mark is in Redis: false after Redis lost the node's routes.
 func (s *Store) Synced(ctx context.Context, node string) (bool, error) {
-	n, err := s.run(ctx, syncedScript, []string{syncedKey(node)}).Int()
+	n, err := s.rdb.Exists(ctx, syncedKey(node)).Result()
+	s.failed(err)
 	if err != nil {
 		return false, fmt.Errorf("read synced mark of %s: %w", node, err)
 	}

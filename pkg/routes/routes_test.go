@@ -729,7 +729,7 @@ func TestCommandsTouchOneSlot(t *testing.T) {
 	for name, sc := range map[string]*redis.Script{
 		"register": registerScript, "unregister": unregisterScript, "sweep": sweepScript,
 		"count": countScript, "mark_pending": markScript, "clear_pending": clearScript,
-		"mark_synced": markSynced, "synced": syncedScript,
+		"mark_synced": markSynced,
 	} {
 		src, err := lua.FS.ReadFile(name + ".lua")
 		if err != nil {
@@ -759,7 +759,7 @@ func TestCommandsTouchOneSlot(t *testing.T) {
 			for _, k := range args[3 : 3+n] {
 				keys = append(keys, fmt.Sprint(k))
 			}
-		case "sadd", "srem", "sscan", "del", "get", "hgetall":
+		case "sadd", "srem", "sscan", "del", "get", "hgetall", "exists":
 			keys = []string{fmt.Sprint(args[1])}
 		case "hello", "client", "ping", "scan":
 			continue
@@ -790,7 +790,7 @@ func TestScriptHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"clear_pending.lua", "count.lua", "mark_pending.lua", "mark_synced.lua", "register.lua", "room_history_add.lua", "room_history_since.lua", "room_set.lua", "sweep.lua", "synced.lua", "unregister.lua"}
+	want := []string{"clear_pending.lua", "count.lua", "mark_pending.lua", "mark_synced.lua", "register.lua", "room_history_add.lua", "room_history_since.lua", "room_set.lua", "sweep.lua", "unregister.lua"}
 	if !slices.Equal(names, want) {
 		t.Errorf("scripts %v, want %v", names, want)
 	}

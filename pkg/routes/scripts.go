@@ -17,7 +17,6 @@ var (
 	markScript       = loadScript("mark_pending.lua")
 	clearScript      = loadScript("clear_pending.lua")
 	markSynced       = loadScript("mark_synced.lua")
-	syncedScript     = loadScript("synced.lua")
 )
 
 func loadScript(name string) *redis.Script {

@@ -68,7 +68,12 @@ func AppendDeliverBatchRequest(b []byte, items []DeliverItem) []byte {
 // ParseDeliverBatchRequest reads the binary form of a DeliverBatchRequest. The messages' Data share b's
 // memory.
 func ParseDeliverBatchRequest(b []byte) ([]DeliverItem, error) {
-	var items []DeliverItem
+	// Counted first, so the items are one allocation, not a slice regrown as they come.
+	n, count := 0, fields{b: b, sc: batchSchema}
+	for range count.each {
+		n++
+	}
+	items := make([]DeliverItem, 0, n)
 	batch := fields{b: b, sc: batchSchema}
 	for f := range batch.each {
 		var it DeliverItem

@@ -2,6 +2,8 @@ package wire
 
 import (
 	"encoding/json"
+	"math"
+	"strings"
 	"testing"
 )
 
@@ -12,6 +14,7 @@ func TestAppendPushFrameIsThePushFrame(t *testing.T) {
 		{ID: "m", Data: json.RawMessage(`"caf\u00e9 ☕"`), TS: -1},
 		{ID: "needs \"escaping\"\n", Data: json.RawMessage(`null`), TS: 5},
 		{ID: "ünïcode", Data: json.RawMessage(`12.5e3`), TS: 5},
+		{ID: "longest-ts", Data: json.RawMessage(`[]`), TS: math.MinInt64},
 	} {
 		got, err := m.AppendPushFrame([]byte("prefix"))
 		if err != nil {
@@ -20,6 +23,9 @@ func TestAppendPushFrameIsThePushFrame(t *testing.T) {
 		want, _ := json.Marshal(Push{Type: TypePush, ID: m.ID, Data: m.Data, TS: m.TS})
 		if string(got) != "prefix"+string(want) {
 			t.Errorf("got  %s\nwant prefix%s", got, want)
+		}
+		if plain := !strings.ContainsAny(m.ID, "\"\nüï"); plain && len(want) > m.PushFrameLen() {
+			t.Errorf("%+v: PushFrameLen %d, frame %d bytes", m, m.PushFrameLen(), len(want))
 		}
 	}
 	for _, data := range []string{``, `{`, `{"a":1} x`, `'x'`} {

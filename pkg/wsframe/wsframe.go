@@ -65,17 +65,24 @@ func ParseHeader(b []byte) (h Header, ok bool) {
 
 // Append appends one unmasked, final frame: a server's.
 func Append(dst []byte, op byte, payload []byte) []byte {
+	return append(AppendHeader(dst, op, len(payload)), payload...)
+}
+
+// MaxHeader is the longest header a server frame has (AppendHeader).
+const MaxHeader = 10
+
+// AppendHeader appends the header of an unmasked, final frame with an n-byte payload.
+func AppendHeader(dst []byte, op byte, n int) []byte {
 	dst = append(dst, 0x80|op)
-	switch n := len(payload); {
+	switch {
 	case n <= 125:
-		dst = append(dst, byte(n))
+		return append(dst, byte(n))
 	case n <= 0xFFFF:
-		dst = append(dst, 126, byte(n>>8), byte(n))
+		return append(dst, 126, byte(n>>8), byte(n))
 	default:
 		dst = append(dst, 127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+		return binary.BigEndian.AppendUint64(dst, uint64(n))
 	}
-	return append(dst, payload...)
 }
 
 // Close is a close frame with code and reason (cut to fit a control frame).

@@ -43,11 +43,11 @@ func newInternalServer(s *server, reg *prometheus.Registry, ready []health.Check
 
 // prepare encodes m's push frame once for all its recipients.
 func prepare(m wire.Message) (*wsconn.Prepared, error) {
-	b, err := m.AppendPushFrame(nil)
+	b, err := m.AppendPushFrame(make([]byte, wsconn.HeadRoom, wsconn.HeadRoom+m.PushFrameLen()))
 	if m.ID == "" || len(m.Data) == 0 || err != nil {
 		return nil, httpapi.Errorf(httpapi.CodeInvalidRequest, "message needs an id and JSON data")
 	}
-	return wsconn.Prepare(b), nil
+	return wsconn.PrepareInPlace(b), nil
 }
 
 func handleDeliver(s *server) http.Handler {

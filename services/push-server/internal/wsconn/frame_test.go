@@ -19,6 +19,21 @@ func TestPreparedBinaryVariant(t *testing.T) {
 	}
 }
 
+func TestPrepareInPlaceFramesWhereItLies(t *testing.T) {
+	// One payload length per header size: 7 bits, 16 bits, 64 bits.
+	for _, n := range []int{0, 125, 126, 0xFFFF, 0x10000} {
+		payload := bytes.Repeat([]byte{'x'}, n)
+		buf := append(make([]byte, HeadRoom), payload...)
+		got, want := PrepareInPlace(buf), Prepare(payload)
+		if !bytes.Equal(got.text, want.text) || got.head != want.head {
+			t.Errorf("%d bytes: frame %x… head %d, want %x… head %d", n, got.text[:min(12, len(got.text))], got.head, want.text[:min(12, len(want.text))], want.head)
+		}
+		if &got.text[len(got.text)-1] != &buf[len(buf)-1] {
+			t.Errorf("%d bytes: payload copied", n)
+		}
+	}
+}
+
 func TestBucket(t *testing.T) {
 	var b Bucket
 	now := int64(1_000_000_000)

@@ -24,6 +24,20 @@ func Prepare(payload []byte) *Prepared {
 	return &Prepared{text: text, head: len(text) - len(payload)}
 }
 
+// HeadRoom is the room PrepareInPlace wants in front of a payload.
+const HeadRoom = wsframe.MaxHeader
+
+// PrepareInPlace frames buf[HeadRoom:] (a JSON envelope) where it lies, its header written into the
+// room in front of it, so a message built for sending costs one buffer, not two. buf is the
+// Prepared's from now on.
+func PrepareInPlace(buf []byte) *Prepared {
+	var h [HeadRoom]byte
+	head := wsframe.AppendHeader(h[:0], wsframe.OpText, len(buf)-HeadRoom)
+	start := HeadRoom - len(head)
+	copy(buf[start:], head)
+	return &Prepared{text: buf[start:], head: len(head)}
+}
+
 // frameFor returns the bytes for c's transport and encoding.
 func (p *Prepared) frameFor(c *Conn) []byte {
 	switch {

@@ -164,9 +164,9 @@ func (d *dispatcher) deliverTo(ctx context.Context, traceID string, m wire.Messa
 		return nil, err
 	}
 	counts := make(map[string]int, len(resp.Results))
-	for _, res := range resp.Results {
+	for i, res := range resp.Results {
 		counts[res.UID] += res.Delivered
-		if gone := disowned(s.conns[res.UID], res.ConnIDs); len(gone) > 0 {
+		if gone := disowned(s.connsOf(i, res.UID), res.ConnIDs); len(gone) > 0 {
 			d.stale.add(staleRoute{uid: res.UID, node: s.node.ID, connIDs: gone})
 		}
 	}
@@ -213,7 +213,18 @@ func (d *dispatcher) broadcast(ctx context.Context, traceID string, m wire.Messa
 type nodeShare struct {
 	node  discovery.Node
 	uids  []string
-	conns map[string][]string // uid → conn ids
+	conns [][]string // conns[i]: the conn ids of uids[i]
+}
+
+// connsOf returns the conn ids of uid, the i-th result of the node's answer: a node answers its uids
+// in order, so the search is there for an answer that does not.
+func (s *nodeShare) connsOf(i int, uid string) []string {
+	if i >= len(s.uids) || s.uids[i] != uid {
+		if i = slices.Index(s.uids, uid); i < 0 {
+			return nil
+		}
+	}
+	return s.conns[i]
 }
 
 // groupByNode splits found routes by node. Routes of dead nodes come back for removal; routes of nodes
@@ -230,7 +241,7 @@ func groupByNode(found map[string][]routes.Route, resolve func(string) (discover
 				if !known {
 					var node discovery.Node
 					if node, state = resolve(r.Node); state == nodeLive {
-						s = &nodeShare{node: node, conns: map[string][]string{}}
+						s = &nodeShare{node: node}
 						byNode[r.Node] = s
 						shares = append(shares, s)
 					} else {
@@ -247,10 +258,13 @@ func groupByNode(found map[string][]routes.Route, resolve func(string) (discover
 					continue
 				}
 			}
-			if _, seen := s.conns[uid]; !seen {
+			// A uid's routes come together, so it is new to the share unless it was the last added.
+			if n := len(s.uids); n == 0 || s.uids[n-1] != uid {
 				s.uids = append(s.uids, uid)
+				s.conns = append(s.conns, nil)
 			}
-			s.conns[uid] = append(s.conns[uid], r.ConnID)
+			last := len(s.conns) - 1
+			s.conns[last] = append(s.conns[last], r.ConnID)
 		}
 	}
 	return shares, dead, unsure

@@ -204,9 +204,12 @@ func (b *Batcher[Req, Res]) collect() []*call[Req, Res] {
 		w += cw
 	}
 	clear(b.queue[:i])
-	b.queue = b.queue[i:]
-	if len(b.queue) == 0 {
-		b.queue = nil // let the old backing array go
+	if i == len(b.queue) {
+		// Kept for the next requests, rather than regrown from nothing after every batch; MaxQueue
+		// bounds it.
+		b.queue = b.queue[:0]
+	} else {
+		b.queue = b.queue[i:]
 	}
 	return batch
 }

@@ -97,7 +97,7 @@ func (d *dispatcher) deliver(ctx context.Context, traceID string, m wire.Message
 	if err != nil {
 		return nil, nil, err
 	}
-	shares, dead, unsure := groupByNode(found.Routes, d.nodes.resolve)
+	shares, dead, unsure := groupByNode(uids, found.Routes, d.nodes.resolve)
 	// Uids whose routes could not be read (their Redis master failing) count as failed like those of
 	// a failing node: a stored message is tried again once their routes can be read.
 	failed = append(unsure, found.Failed...)
@@ -227,14 +227,14 @@ func (s *nodeShare) connsOf(i int, uid string) []string {
 	return s.conns[i]
 }
 
-// groupByNode splits found routes by node. Routes of dead nodes come back for removal; routes of nodes
+// groupByNode splits the found routes of uids by node. Routes of dead nodes come back for removal; routes of nodes
 // that cannot be resolved now are skipped (not delivered this time, but kept) and their uids come back
 // as unsure.
-func groupByNode(found map[string][]routes.Route, resolve func(string) (discovery.Node, nodeState)) (shares []*nodeShare, dead []staleRoute, unsure []string) {
+func groupByNode(uids []string, found map[string][]routes.Route, resolve func(string) (discovery.Node, nodeState)) (shares []*nodeShare, dead []staleRoute, unsure []string) {
 	byNode := map[string]*nodeShare{}
 	notLive := map[string]nodeState{} // resolved once per push, not once per route
-	for uid, rs := range found {
-		for _, r := range rs {
+	for _, uid := range uids {
+		for _, r := range found[uid] {
 			s, ok := byNode[r.Node]
 			if !ok {
 				state, known := notLive[r.Node]

@@ -49,7 +49,8 @@ func newRouteLookup(cfg lookupConfig, dir routeDirectory, live func() []string, 
 // run sends the queued lookups until ctx ends.
 func (l *routeLookup) run(ctx context.Context) { l.batcher.Run(ctx) }
 
-// lookup returns the routes of uids, the live nodes whose routes may be missing from them, and the
+// lookup returns the routes of uids (in a map that may hold other pushes' uids too, so read it by
+// uid), the live nodes whose routes may be missing from them, and the
 // uids whose routes could not be read (routes.Found); it fails when none of them could be.
 func (l *routeLookup) lookup(ctx context.Context, uids []string) (routes.Found, error) {
 	res, err := l.batcher.Do(ctx, uids)
@@ -77,18 +78,21 @@ func (l *routeLookup) lookupBatch(ctx context.Context, reqs [][]string) ([]looku
 	if err != nil {
 		return nil, err
 	}
-	failed := make(map[string]bool, len(found.Failed))
-	for _, uid := range found.Failed {
-		failed[uid] = true
+	var failed map[string]bool
+	if len(found.Failed) > 0 {
+		failed = make(map[string]bool, len(found.Failed))
+		for _, uid := range found.Failed {
+			failed[uid] = true
+		}
 	}
 	out := make([]lookupResult, len(reqs))
 	for i, uids := range reqs {
-		mine := routes.Found{Routes: make(map[string][]routes.Route, len(uids)), Unsynced: found.Unsynced}
+		// The pushes share the batch's map, each reading its own uids in it (groupByNode): a map
+		// per push would cost more than the lookup's own parsing.
+		mine := routes.Found{Routes: found.Routes, Unsynced: found.Unsynced}
 		for _, uid := range uids {
 			if failed[uid] {
 				mine.Failed = append(mine.Failed, uid)
-			} else if rs, ok := found.Routes[uid]; ok {
-				mine.Routes[uid] = rs
 			}
 		}
 		if len(mine.Failed) > 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -297,3 +298,23 @@ func TestDeadNodeIsSwept(t *testing.T) {
 
 // uniq makes a uid no earlier run of the tests used, since the inboxes outlive a run.
 func uniq(prefix string) string { return fmt.Sprint(prefix, "-", time.Now().UnixNano()) }
+
+// Both ways of finding repeats (pairwise for a few uids, a map for many) keep each uid's first place.
+func TestCheckUIDsDropsRepeatsInOrder(t *testing.T) {
+	l := limits{maxUIDs: 100}
+	many := make([]string, 0, 40)
+	for i := range 20 {
+		many = append(many, fmt.Sprintf("u%d", i))
+	}
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"a"}, []string{"a"}},
+		{[]string{"a", "b", "a", "c", "b"}, []string{"a", "b", "c"}},
+		{append(slices.Clone(many), many...), many},
+		{append(slices.Clone(many), "u3"), many},
+	} {
+		got, err := l.checkUIDs(tc.in)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("checkUIDs(%v) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+}
